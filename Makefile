@@ -1,0 +1,41 @@
+# Two entry points that work on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= build/demo
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+# torch first: 2.13.0 is a CPU build on local disk; a bare `torch` would pull a CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/npga make-avatar $(DEMO_DIR)/avatar --gaussians 20000
+	$(BIN)/npga make-codes $(DEMO_DIR)/codes.npz --avatar $(DEMO_DIR)/avatar --seconds 4
+	$(BIN)/npga render $(DEMO_DIR)/avatar --codes $(DEMO_DIR)/codes.npz \
+		--out $(DEMO_DIR)/demo.mp4 --resolution 256 --camera orbit
+	$(BIN)/npga info $(DEMO_DIR)/avatar
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/npga bench render --device cpu --gaussians 20000 --resolution 256 --json --compare-naive
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

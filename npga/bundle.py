@@ -1,0 +1,221 @@
+"""Avatar bundles: a directory with ``avatar.safetensors`` (tensors) and ``avatar.json`` (metadata).
+
+Loading is strict and never unpickles: every tensor the model config implies must be present with
+the right shape, dtype and finite values, and nothing else; every problem is a one-line
+:class:`BundleError` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from npga.cameras import Cameras
+from npga.model import AvatarConfig, GaussianAvatar
+
+FORMAT_NAME = "npga-avatar"
+FORMAT_VERSION = 1
+TENSORS_FILE = "avatar.safetensors"
+METADATA_FILE = "avatar.json"
+# Stored in avatar.json (DESIGN.md §6) rather than in the tensor file.
+TEMPLATE_KEY = "prior.template"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be loaded; the message names the file and the field."""
+
+
+@dataclass
+class AvatarBundle:
+    """A loaded avatar with what its metadata says about it."""
+
+    avatar: GaussianAvatar
+    default_camera: Cameras  # one camera
+    summary: dict[str, Any] = field(default_factory=dict)  # training summary, free-form JSON
+
+    @property
+    def config(self) -> AvatarConfig:
+        return self.avatar.config
+
+
+def _camera_to_json(camera: Cameras) -> dict[str, Any]:
+    return {
+        "width": camera.width,
+        "height": camera.height,
+        "world_to_cam": camera.world_to_cam[0].tolist(),
+        "intrinsics": camera.intrinsics[0].tolist(),
+    }
+
+
+def save_bundle(
+    path: str | Path,
+    avatar: GaussianAvatar,
+    default_camera: Cameras,
+    summary: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``avatar`` to the directory ``path`` (created if needed); returns the path."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in avatar.state_dict().items()}
+    template = state.pop(TEMPLATE_KEY)
+    metadata = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "num_gaussians": avatar.num_gaussians,
+        "config": avatar.config.to_dict(),
+        "expression_space": {
+            "name": avatar.config.expression_space,
+            "basis_shape": list(avatar.prior.basis.shape),
+        },
+        "template_landmarks": template.tolist(),
+        "default_camera": _camera_to_json(default_camera.to("cpu")),
+        "summary": summary or {},
+    }
+    # Write both files next to their final names, then rename: a crash never leaves half a bundle.
+    tmp_tensors = directory / (TENSORS_FILE + ".tmp")
+    tmp_metadata = directory / (METADATA_FILE + ".tmp")
+    save_file(state, str(tmp_tensors), metadata={"format": FORMAT_NAME})
+    tmp_metadata.write_text(json.dumps(metadata, indent=1))
+    tmp_tensors.replace(directory / TENSORS_FILE)
+    tmp_metadata.replace(directory / METADATA_FILE)
+    return directory
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise BundleError(f"{where}: missing field '{key}'")
+    value = data[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise BundleError(f"{where}: field '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _matrix(value: Any, shape: tuple[int, ...], where: str, name: str) -> Tensor:
+    try:
+        tensor = torch.tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError) as error:
+        raise BundleError(f"{where}: field '{name}' is not a numeric array ({error})") from None
+    if tuple(tensor.shape) != shape:
+        raise BundleError(
+            f"{where}: field '{name}' has shape {list(tensor.shape)}, expected {list(shape)}"
+        )
+    if not torch.isfinite(tensor).all():
+        raise BundleError(f"{where}: field '{name}' contains NaN or Inf")
+    return tensor
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    where = str(path)
+    if not path.is_file():
+        raise BundleError(f"{where}: file not found")
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{where}: not valid JSON ({error})") from None
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{where}: top level must be a JSON object")
+    if metadata.get("format") != FORMAT_NAME:
+        raise BundleError(
+            f"{where}: field 'format' is {metadata.get('format')!r}, expected {FORMAT_NAME!r}"
+        )
+    version = metadata.get("version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: field 'version' is {version!r}; this npga reads version {FORMAT_VERSION}"
+        )
+    return metadata
+
+
+def _read_camera(data: Any, where: str) -> Cameras:
+    if not isinstance(data, dict):
+        raise BundleError(f"{where}: field 'default_camera' must be an object")
+    width = _require(data, "width", int, where + " default_camera")
+    height = _require(data, "height", int, where + " default_camera")
+    if width < 1 or height < 1:
+        raise BundleError(f"{where}: field 'default_camera' has a non-positive image size")
+    w2c = _matrix(data.get("world_to_cam"), (4, 4), where, "default_camera.world_to_cam")
+    k = _matrix(data.get("intrinsics"), (3, 3), where, "default_camera.intrinsics")
+    return Cameras(w2c[None], k[None], width, height)
+
+
+def _read_tensors(path: Path, expected: dict[str, Tensor]) -> dict[str, Tensor]:
+    where = str(path)
+    if not path.is_file():
+        raise BundleError(f"{where}: file not found")
+    tensors: dict[str, Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = set(handle.keys())
+            missing = sorted(set(expected) - names)
+            unknown = sorted(names - set(expected))
+            if missing:
+                raise BundleError(f"{where}: missing tensor '{missing[0]}'")
+            if unknown:
+                raise BundleError(f"{where}: unexpected tensor '{unknown[0]}'")
+            for name, like in expected.items():
+                tensor = handle.get_tensor(name)
+                if tensor.dtype != like.dtype:
+                    raise BundleError(
+                        f"{where}: tensor '{name}' has dtype {tensor.dtype}, expected {like.dtype}"
+                    )
+                if tensor.shape != like.shape:
+                    raise BundleError(
+                        f"{where}: tensor '{name}' has shape {list(tensor.shape)}, "
+                        f"expected {list(like.shape)}"
+                    )
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise BundleError(f"{where}: tensor '{name}' contains NaN or Inf")
+                tensors[name] = tensor
+    except SafetensorError as error:
+        raise BundleError(f"{where}: truncated or corrupt safetensors file ({error})") from None
+    except (OSError, RuntimeError) as error:
+        raise BundleError(f"{where}: cannot read tensors ({error})") from None
+    return tensors
+
+
+def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarBundle:
+    """Load and validate the bundle in directory ``path``; raises :class:`BundleError`."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: not an avatar bundle directory")
+    metadata_path = directory / METADATA_FILE
+    where = str(metadata_path)
+    metadata = _read_metadata(metadata_path)
+    num_gaussians = _require(metadata, "num_gaussians", int, where)
+    if num_gaussians < 1:
+        raise BundleError(f"{where}: field 'num_gaussians' must be positive")
+    try:
+        config = AvatarConfig.from_dict(_require(metadata, "config", dict, where))
+    except (TypeError, ValueError) as error:
+        raise BundleError(f"{where}: field 'config': {error}") from None
+    space = _require(metadata, "expression_space", dict, where)
+    if space.get("name") != config.expression_space:
+        raise BundleError(f"{where}: field 'expression_space.name' disagrees with config")
+    basis_shape = [config.expression_dim, config.num_landmarks, 3]
+    if space.get("basis_shape") != basis_shape:
+        raise BundleError(f"{where}: field 'expression_space.basis_shape' is not {basis_shape}")
+    template = _matrix(
+        metadata.get("template_landmarks"), (config.num_landmarks, 3), where, "template_landmarks"
+    )
+    camera = _read_camera(metadata.get("default_camera"), where)
+    summary = _require(metadata, "summary", dict, where)
+
+    avatar = GaussianAvatar(config, num_gaussians)
+    expected = {k: v for k, v in avatar.state_dict().items() if k != TEMPLATE_KEY}
+    tensors = _read_tensors(directory / TENSORS_FILE, expected)
+    tensors[TEMPLATE_KEY] = template
+    index = tensors["prior.neighbor_index"]
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= config.num_landmarks):
+        raise BundleError(
+            f"{directory / TENSORS_FILE}: tensor 'prior.neighbor_index' points outside the "
+            f"{config.num_landmarks} landmarks"
+        )
+    avatar.load_state_dict(tensors)
+    return AvatarBundle(avatar.to(device).eval(), camera.to(device), summary)

@@ -1,0 +1,264 @@
+"""``npga``: inspect, render and benchmark avatars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from npga.bench import RenderBenchConfig, bench_render
+from npga.bundle import AvatarBundle, BundleError, load_bundle, save_bundle
+from npga.cameras import Cameras, orbit_cameras
+from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
+from npga.recording import RecordingError, load_recording, synthetic_recording
+from npga.render import resolve_device
+from npga.video import VideoWriter, to_uint8
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _device(text: str) -> torch.device:
+    try:
+        return resolve_device(text)
+    except (ValueError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _load(path: Path, device: torch.device) -> AvatarBundle:
+    try:
+        return load_bundle(path, device)
+    except BundleError as error:
+        raise CliError(str(error)) from None
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    bundle = _load(args.avatar, torch.device("cpu"))
+    avatar, config = bundle.avatar, bundle.config
+    camera = bundle.default_camera
+    parameters = sum(p.numel() for p in avatar.parameters())
+    info = {
+        "path": str(args.avatar),
+        "gaussians": avatar.num_gaussians,
+        "parameters": parameters,
+        "expression_space": config.expression_space,
+        "expression_dim": config.expression_dim,
+        "landmarks": config.num_landmarks,
+        "config": config.to_dict(),
+        "default_camera": f"{camera.width}x{camera.height}",
+        "summary": bundle.summary,
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return
+    console = Console()
+    console.print(f"[bold]{args.avatar}[/bold]")
+    for key, value in info.items():
+        if key not in ("path", "config"):
+            console.print(f"  {key:18} {value}")
+    console.print(f"  {'config':18} {config.to_dict()}")
+
+
+def _render_cameras(bundle: AvatarBundle, kind: str, resolution: int, frames: int) -> list[Cameras]:
+    """One camera per frame: the bundle's default camera, or an orbit around the head."""
+    base = bundle.default_camera.to("cpu")
+    scale = resolution / max(base.width, base.height)
+    width = 2 * round(base.width * scale / 2)
+    height = 2 * round(base.height * scale / 2)
+    front = base.resized(width, height)
+    if kind == "front":
+        return [front] * frames
+    distance = float(front.centers()[0].norm())
+    focal = float(front.intrinsics[0, 0, 0])
+    yaws = [40.0 * math.sin(2 * math.pi * i / max(frames, 1)) for i in range(frames)]
+    return [
+        orbit_cameras([yaw], distance=distance, focal_px=focal, width=width, height=height)
+        for yaw in yaws
+    ]
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    bundle = _load(args.avatar, args.device)
+    try:
+        recording = load_recording(args.codes)
+    except RecordingError as error:
+        raise CliError(str(error)) from None
+    if recording.expression_dim != bundle.config.expression_dim:
+        raise CliError(
+            f"{args.codes}: codes have {recording.expression_dim} dims but the avatar's "
+            f"expression space has {bundle.config.expression_dim}"
+        )
+    frames = recording.num_frames if args.frames is None else min(args.frames, recording.num_frames)
+    cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
+    fps = args.fps or recording.fps()
+    avatar = bundle.avatar
+    device = args.device
+    background = (1.0, 1.0, 1.0)
+    with (
+        torch.inference_mode(),
+        VideoWriter(args.out, cameras[0].width, cameras[0].height, fps) as writer,
+        Progress(
+            TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        ) as progress,
+    ):
+        cache = avatar.inference_cache()
+        task = progress.add_task("render", total=frames)
+        for i in range(frames):
+            pose = HeadPose(
+                torch.from_numpy(recording.rotation_wxyz[i : i + 1]).to(device),
+                torch.from_numpy(recording.translation[i : i + 1]).to(device),
+            )
+            codes = torch.from_numpy(recording.codes[i : i + 1]).to(device)
+            result = avatar.render(
+                codes, cameras[i].to(device), pose, background=background, cache=cache
+            )
+            writer.write(to_uint8(result.rgb[0, 0].float().cpu().numpy()))
+            progress.advance(task)
+    size = f"{cameras[0].width}x{cameras[0].height}"
+    print(f"wrote {frames} frames ({size}, {fps:.1f} fps) to {args.out}")
+
+
+def cmd_bench_render(args: argparse.Namespace) -> None:
+    config = RenderBenchConfig(
+        gaussians=args.gaussians,
+        resolution=args.resolution,
+        width=args.width,
+        device=args.device,
+        frames=args.frames,
+        batch=args.batch,
+        compare_naive=args.compare_naive,
+    )
+    if args.compare_naive and args.device.type != "cpu":
+        raise CliError("--compare-naive times the CPU baseline; use it with --device cpu")
+    report = bench_render(config)
+    if args.json:
+        print(json.dumps(report))
+        return
+    console = Console()
+    size = f"{report['width']}x{report['height']}"
+    console.print(
+        f"{report['gaussians']} Gaussians at {size} on {report['device']}: "
+        f"p50 {report['ms_p50']} ms, p95 {report['ms_p95']} ms, {report['fps']} fps "
+        f"(deform {report['deform']}, rasterize {report['rasterize']})"
+    )
+    if "naive" in report:
+        console.print(f"naive baseline: {report['naive']}; speed-up {report['speedup_vs_naive']}x")
+
+
+def cmd_make_avatar(args: argparse.Namespace) -> None:
+    config = AvatarConfig(expression_dim=args.expression_dim)
+    avatar = synthetic_avatar(args.gaussians, config, seed=args.seed)
+    summary = {"source": "procedural (npga make-avatar)", "seed": args.seed}
+    save_bundle(args.out, avatar, default_camera(args.resolution), summary)
+    print(f"wrote a procedural avatar of {args.gaussians} Gaussians to {args.out}")
+
+
+def cmd_make_codes(args: argparse.Namespace) -> None:
+    if args.avatar is not None:
+        dim = _load(args.avatar, torch.device("cpu")).config.expression_dim
+    else:
+        dim = args.expression_dim
+    recording = synthetic_recording(dim, seconds=args.seconds, fps=args.fps, seed=args.seed)
+    recording.save(args.out)
+    print(f"wrote {recording.num_frames} frames of {dim}-dim codes to {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npga", description="Neural Parametric Gaussian Avatars: inspect, render, benchmark."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="summarise an avatar bundle")
+    info.add_argument("avatar", type=Path, help="avatar bundle directory")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(run=cmd_info)
+
+    rend = commands.add_parser("render", help="render a code recording to a video")
+    rend.add_argument("avatar", type=Path, help="avatar bundle directory")
+    rend.add_argument("--codes", type=Path, required=True, help="code recording (.npz)")
+    rend.add_argument("--out", type=Path, required=True, help="output video (.mp4)")
+    rend.add_argument("--resolution", type=_positive_int, default=512, help="longer image side")
+    rend.add_argument("--device", type=_device, default=torch.device("cpu"), help="cpu | cuda")
+    rend.add_argument("--camera", choices=("front", "orbit"), default="front")
+    rend.add_argument("--fps", type=_positive_float, help="default: from the recording")
+    rend.add_argument("--frames", type=_positive_int, help="render at most this many frames")
+    rend.set_defaults(run=cmd_render)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    br = bench_commands.add_parser("render", help="deformation + rasterisation time per frame")
+    br.add_argument("--gaussians", type=_positive_int, default=20_000)
+    br.add_argument("--resolution", type=_positive_int, default=256, help="image height")
+    br.add_argument("--width", type=_positive_int, help="image width (default: = resolution)")
+    br.add_argument("--device", type=_device, default=torch.device("cpu"), help="cpu | cuda")
+    br.add_argument("--frames", type=_positive_int, default=30, help="timed frames")
+    br.add_argument("--batch", type=_positive_int, default=1, help="expressions per call")
+    br.add_argument("--compare-naive", action="store_true", help="also time the naive baseline")
+    br.add_argument("--json", action="store_true", help="print one JSON object")
+    br.set_defaults(run=cmd_bench_render)
+
+    make = commands.add_parser("make-avatar", help="write a procedural avatar bundle")
+    make.add_argument("out", type=Path, help="bundle directory to write")
+    make.add_argument("--gaussians", type=_positive_int, default=20_000)
+    make.add_argument("--expression-dim", type=_positive_int, default=48)
+    make.add_argument("--resolution", type=_positive_int, default=512, help="default camera size")
+    make.add_argument("--seed", type=int, default=0)
+    make.set_defaults(run=cmd_make_avatar)
+
+    codes = commands.add_parser("make-codes", help="write a synthetic code recording")
+    codes.add_argument("out", type=Path, help=".npz file to write")
+    source = codes.add_mutually_exclusive_group()
+    source.add_argument("--avatar", type=Path, help="match this avatar's expression space")
+    source.add_argument("--expression-dim", type=_positive_int, default=48)
+    codes.add_argument("--seconds", type=_positive_float, default=5.0)
+    codes.add_argument("--fps", type=_positive_float, default=30.0)
+    codes.add_argument("--seed", type=int, default=0)
+    codes.set_defaults(run=cmd_make_codes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except CliError as error:
+        print(f"npga: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"npga: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

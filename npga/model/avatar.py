@@ -1,0 +1,163 @@
+"""GaussianAvatar: canonical Gaussians + coarse landmark prior + fine MLP + rigid head pose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from npga.cameras import Cameras
+from npga.geometry import quat_multiply, quat_normalize, quat_to_rotmat
+from npga.model.config import AvatarConfig
+from npga.model.fine import FineDynamics, FineResiduals
+from npga.model.gaussians import CanonicalGaussians
+from npga.model.prior import LandmarkPrior
+from npga.model.refiner import ScreenRefiner
+from npga.render import Backend, PosedGaussians, RenderResult, render
+
+IDENTITY_QUAT = (1.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """Rigid head poses of B frames, applied after the expression deformation."""
+
+    rotation_wxyz: Tensor  # [B, 4]
+    translation: Tensor  # [B, 3]
+
+    def __post_init__(self) -> None:
+        b = self.rotation_wxyz.shape[0]
+        if self.rotation_wxyz.shape != (b, 4) or self.translation.shape != (b, 3):
+            raise ValueError(
+                f"pose must be rotation [B, 4] and translation [B, 3], got "
+                f"{list(self.rotation_wxyz.shape)} and {list(self.translation.shape)}"
+            )
+
+    @staticmethod
+    def identity(batch: int, device: torch.device | str = "cpu") -> HeadPose:
+        rotation = torch.tensor(IDENTITY_QUAT, device=device).expand(batch, 4).clone()
+        return HeadPose(rotation, torch.zeros(batch, 3, device=device))
+
+
+@dataclass(frozen=True)
+class InferenceCache:
+    """Per-avatar tensors that do not depend on the expression; valid until parameters change."""
+
+    fine_static_hidden: Tensor  # [N, H]
+    prior_basis: Tensor  # [E, N, 3]
+
+
+def rotate_sh_degree1(sh_coeffs: Tensor, rotation: Tensor) -> Tensor:
+    """Rotate degree-1 SH colour coefficients [B, N, 4, 3] by rotations [B, 3, 3].
+
+    Degree-1 real SH are linear in the direction: C1 * (-y k1 + z k2 - x k3) = C1 * d . v with
+    v = (-k3, -k1, k2); rotating the object maps v to R v.
+    """
+    b, n = sh_coeffs.shape[:2]
+    # v = (-k3, -k1, k2) = P k with a signed permutation P; rotated k = P^T R P k.
+    perm = sh_coeffs.new_tensor([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    mix = perm.T @ rotation @ perm  # [B, 3, 3]
+    k = sh_coeffs[:, :, 1:].transpose(1, 2).reshape(b, 3, n * 3)  # [B, 3, N*3rgb]
+    rotated = (mix @ k).reshape(b, 3, n, 3).transpose(1, 2)  # [B, N, 3, 3rgb]
+    return torch.cat((sh_coeffs[:, :, :1], rotated), dim=2)
+
+
+class GaussianAvatar(nn.Module):
+    """A Neural Parametric Gaussian Avatar (DESIGN.md §4), batched over B expressions."""
+
+    def __init__(self, config: AvatarConfig, num_gaussians: int) -> None:
+        super().__init__()
+        self.config = config
+        self.gaussians = CanonicalGaussians(num_gaussians, config.sh_coeffs, config.feature_dim)
+        self.prior = LandmarkPrior(
+            num_gaussians, config.expression_dim, config.num_landmarks, config.prior_neighbors
+        )
+        self.fine = FineDynamics(
+            config.feature_dim, config.expression_dim, config.hidden_dim, config.hidden_layers
+        )
+        self.refiner = ScreenRefiner(config.refiner_channels) if config.refiner_channels else None
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.gaussians.num_gaussians
+
+    @property
+    def device(self) -> torch.device:
+        return self.gaussians.means.device
+
+    @torch.no_grad()
+    def inference_cache(self) -> InferenceCache:
+        g = self.gaussians
+        return InferenceCache(
+            fine_static_hidden=self.fine.static_hidden(g.means, g.features),
+            prior_basis=self.prior.gaussian_basis(),
+        )
+
+    def residuals(self, codes: Tensor, cache: InferenceCache | None = None) -> FineResiduals:
+        """Fine-dynamics residuals for codes [B, E] (what the Laplacian regulariser smooths)."""
+        static = cache.fine_static_hidden if cache is not None else None
+        return self.fine(self.gaussians.means, self.gaussians.features, codes, static)
+
+    def deform(
+        self,
+        codes: Tensor,  # [B, E]
+        pose: HeadPose | None = None,
+        cache: InferenceCache | None = None,
+    ) -> PosedGaussians:
+        """World-space Gaussians for B expression codes and head poses."""
+        b = codes.shape[0]
+        if codes.shape != (b, self.config.expression_dim):
+            raise ValueError(
+                f"codes must be [B, {self.config.expression_dim}], got {list(codes.shape)}"
+            )
+        pose = pose or HeadPose.identity(b, codes.device)
+        if pose.rotation_wxyz.shape[0] != b:
+            raise ValueError(f"{b} codes but {pose.rotation_wxyz.shape[0]} poses")
+        g = self.gaussians
+        fine = self.residuals(codes, cache)
+        prior_basis = cache.prior_basis if cache is not None else None
+        means = g.means[None] + self.prior(codes, prior_basis) + fine.position  # [B, N, 3]
+        identity = means.new_tensor(IDENTITY_QUAT)
+        quats = quat_multiply(g.quats_wxyz[None], quat_normalize(identity + fine.rotation))
+        log_scales = g.log_scales[None] + fine.log_scale
+        opacity_logits = g.opacity_logits[None] + fine.opacity_logit
+        sh = g.sh_coeffs[None].expand(b, -1, -1, -1)
+        sh = torch.cat((sh[:, :, :1] + fine.color[:, :, None], sh[:, :, 1:]), dim=2)
+
+        head_quat = quat_normalize(pose.rotation_wxyz)  # [B, 4]
+        head_rotation = quat_to_rotmat(head_quat)  # [B, 3, 3]
+        world_means = means @ head_rotation.transpose(1, 2) + pose.translation[:, None]
+        world_quats = quat_multiply(head_quat[:, None], quats)
+        if sh.shape[2] == 4:
+            sh = rotate_sh_degree1(sh, head_rotation)
+        return PosedGaussians(
+            means=world_means,
+            quats_wxyz=world_quats,
+            scales=torch.exp(log_scales),
+            opacities=torch.sigmoid(opacity_logits),
+            sh_coeffs=sh,
+        )
+
+    def render(
+        self,
+        codes: Tensor,  # [B, E]
+        cameras: Cameras,
+        pose: HeadPose | None = None,
+        *,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        backend: Backend = "auto",
+        cache: InferenceCache | None = None,
+    ) -> RenderResult:
+        """Deform, rasterise into C cameras and refine: rgb [B, C, H, W, 3]."""
+        result = render(
+            self.deform(codes, pose, cache), cameras, background=background, backend=backend
+        )
+        if self.refiner is None:
+            return result
+        return RenderResult(
+            rgb=self.refiner(result.rgb, result.alpha),
+            alpha=result.alpha,
+            means2d=result.means2d,
+            radii=result.radii,
+        )

@@ -1,0 +1,52 @@
+"""Writing rendered frames to video files with PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+
+class VideoWriter:
+    """H.264 (yuv420p) writer for frames [H, W, 3] uint8; use as a context manager."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 needs even frame sizes, got {width}x{height}")
+        self._container = av.open(str(path), mode="w")
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.width = width
+        self._stream.height = height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": "18", "preset": "veryfast"}
+
+    def write(self, frame: np.ndarray) -> None:
+        """frame [H, W, 3] uint8 RGB."""
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] (any shape [..., 3]) to uint8."""
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
