@@ -142,3 +142,17 @@ def test_config_validation() -> None:
         AvatarConfig.from_dict({**AvatarConfig().to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="codes must be"):
         synthetic_avatar(10, SMALL).deform(torch.zeros(1, 9))
+
+
+def test_fused_cpu_inference_posing_matches_the_torch_path() -> None:
+    avatar = synthetic_avatar(700, AvatarConfig(expression_dim=8, num_landmarks=40)).eval()
+    codes = _codes(3)
+    rotation = axis_angle_to_quat(torch.tensor([[0.0, 0.4, 0.1], [0.2, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    pose = HeadPose(rotation * 1.3, torch.tensor([[0.01, 0.0, 0.02]]).expand(3, 3))
+    reference = avatar.deform(codes, pose)  # autograd enabled: the torch path
+    with torch.inference_mode():
+        fused = avatar.deform(codes, pose, cache=avatar.inference_cache())
+    for name in ("means", "quats_wxyz", "scales", "opacities", "sh_coeffs"):
+        torch.testing.assert_close(
+            getattr(fused, name), getattr(reference, name).detach(), atol=2e-6, rtol=1e-5, msg=name
+        )

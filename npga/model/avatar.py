@@ -12,6 +12,7 @@ from npga.geometry import quat_multiply, quat_normalize, quat_to_rotmat
 from npga.model.config import AvatarConfig
 from npga.model.fine import FineDynamics, FineResiduals
 from npga.model.gaussians import CanonicalGaussians
+from npga.model.pose_kernel import pose_gaussians
 from npga.model.prior import LandmarkPrior
 from npga.model.refiner import ScreenRefiner
 from npga.render import Backend, PosedGaussians, RenderResult, render
@@ -114,6 +115,8 @@ class GaussianAvatar(nn.Module):
         pose = pose or HeadPose.identity(b, codes.device)
         if pose.rotation_wxyz.shape[0] != b:
             raise ValueError(f"{b} codes but {pose.rotation_wxyz.shape[0]} poses")
+        if cache is not None and codes.device.type == "cpu" and not torch.is_grad_enabled():
+            return self._deform_fused(codes, pose, cache)
         g = self.gaussians
         fine = self.residuals(codes, cache)
         prior_basis = cache.prior_basis if cache is not None else None
@@ -138,6 +141,19 @@ class GaussianAvatar(nn.Module):
             opacities=torch.sigmoid(opacity_logits),
             sh_coeffs=sh,
         )
+
+    def _deform_fused(self, codes: Tensor, pose: HeadPose, cache: InferenceCache) -> PosedGaussians:
+        """CPU inference: the torch path's maths in one numba kernel (see pose_kernel)."""
+        g = self.gaussians
+        fine = self.fine.raw(g.means, g.features, codes, cache.fine_static_hidden)
+        prior = self.prior(codes, cache.prior_basis)
+        arrays = (g.means, g.quats_wxyz, g.log_scales, g.opacity_logits, g.sh_coeffs, prior, fine)
+        posed = pose_gaussians(
+            *(a.detach().contiguous().numpy() for a in arrays),
+            quat_normalize(pose.rotation_wxyz).double().numpy(),
+            pose.translation.double().numpy(),
+        )
+        return PosedGaussians(*(torch.from_numpy(a) for a in posed))
 
     def render(
         self,

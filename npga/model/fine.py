@@ -49,6 +49,21 @@ class FineDynamics(nn.Module):
         """Expression-independent pre-activation [N, H] from means [N, 3] and features [N, Df]."""
         return self.static_in(torch.cat((means, features), dim=-1))
 
+    def raw(
+        self,
+        means: Tensor,  # [N, 3] canonical
+        features: Tensor,  # [N, Df]
+        codes: Tensor,  # [B, E]
+        static_hidden: Tensor | None = None,  # [N, H], from static_hidden(), at inference
+    ) -> Tensor:
+        """All residuals packed as [B, N, 14] (layout: the OUT_* slices)."""
+        if static_hidden is None:
+            static_hidden = self.static_hidden(means, features)
+        h = torch.relu_(static_hidden[None] + self.expression_in(codes)[:, None])  # [B, N, H]
+        for layer in self.hidden:
+            h = torch.relu_(layer(h))
+        return self.out(h)
+
     def forward(
         self,
         means: Tensor,  # [N, 3] canonical
@@ -56,12 +71,7 @@ class FineDynamics(nn.Module):
         codes: Tensor,  # [B, E]
         static_hidden: Tensor | None = None,  # [N, H], from static_hidden(), at inference
     ) -> FineResiduals:
-        if static_hidden is None:
-            static_hidden = self.static_hidden(means, features)
-        h = torch.relu_(static_hidden[None] + self.expression_in(codes)[:, None])  # [B, N, H]
-        for layer in self.hidden:
-            h = torch.relu_(layer(h))
-        out = self.out(h)  # [B, N, 14]
+        out = self.raw(means, features, codes, static_hidden)  # [B, N, 14]
         return FineResiduals(
             position=out[..., OUT_POSITION],
             rotation=out[..., OUT_ROTATION],

@@ -31,8 +31,8 @@ def render_gsplat(
         scales=gaussians.scales,
         opacities=gaussians.opacities,
         colors=gaussians.sh_coeffs,
-        viewmats=cameras.world_to_cam.expand(b, c, 4, 4),
-        Ks=cameras.intrinsics.expand(b, c, 3, 3),
+        viewmats=cameras.world_to_cam.expand(b, c, 4, 4).contiguous(),
+        Ks=cameras.intrinsics.expand(b, c, 3, 3).contiguous(),
         width=cameras.width,
         height=cameras.height,
         near_plane=settings.near_plane,
@@ -40,7 +40,7 @@ def render_gsplat(
         sh_degree=gaussians.sh_degree,
         packed=False,
         tile_size=settings.tile_size,
-        backgrounds=background.expand(b, c, 3),
+        backgrounds=background.expand(b, c, 3).contiguous(),
     )
     radii: Tensor = meta["radii"]  # [B, C, N, 2]
     return RenderResult(
