@@ -156,3 +156,15 @@ def test_fused_cpu_inference_posing_matches_the_torch_path() -> None:
         torch.testing.assert_close(
             getattr(fused, name), getattr(reference, name).detach(), atol=2e-6, rtol=1e-5, msg=name
         )
+
+
+def test_non_finite_codes_and_poses_are_refused() -> None:
+    avatar = synthetic_avatar(50, SMALL)
+    codes = torch.zeros(1, 8)
+    codes[0, 2] = float("nan")
+    with pytest.raises(ValueError, match="codes contain NaN"):
+        avatar.deform(codes)
+    with pytest.raises(ValueError, match="pose contains NaN"):
+        HeadPose(torch.tensor([[float("nan"), 0.0, 0.0, 0.0]]), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="zero length"):
+        HeadPose(torch.zeros(1, 4), torch.zeros(1, 3))

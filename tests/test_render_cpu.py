@@ -114,3 +114,16 @@ def test_bad_shapes_are_refused() -> None:
         PosedGaussians(g.means, g.quats_wxyz, g.scales, g.opacities[:, :4], g.sh_coeffs)
     with pytest.raises(ValueError, match="sh_coeffs"):
         PosedGaussians(g.means, g.quats_wxyz, g.scales, g.opacities, g.sh_coeffs[:, :, :2])
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_non_finite_gaussians_are_culled_not_fatal(grad: bool) -> None:
+    g = random_gaussians(60, seed=11)
+    means = g.means.detach().clone()
+    means[0, 3] = float("nan")
+    means[0, 7, 0] = float("inf")
+    bad = PosedGaussians(means, *(getattr(g, name).detach() for name in PARAMS[1:]))
+    with torch.set_grad_enabled(grad):
+        result = render(bad, small_cameras())
+    assert torch.isfinite(result.rgb).all()
+    assert result.radii[0, :, 3].eq(0).all() and result.radii[0, :, 7].eq(0).all()

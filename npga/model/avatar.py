@@ -34,6 +34,12 @@ class HeadPose:
                 f"pose must be rotation [B, 4] and translation [B, 3], got "
                 f"{list(self.rotation_wxyz.shape)} and {list(self.translation.shape)}"
             )
+        if not (
+            torch.isfinite(self.rotation_wxyz).all() and torch.isfinite(self.translation).all()
+        ):
+            raise ValueError("pose contains NaN or Inf")
+        if not (self.rotation_wxyz.norm(dim=-1) > 1e-6).all():
+            raise ValueError("pose rotation quaternion has zero length")
 
     @staticmethod
     def identity(batch: int, device: torch.device | str = "cpu") -> HeadPose:
@@ -112,6 +118,8 @@ class GaussianAvatar(nn.Module):
             raise ValueError(
                 f"codes must be [B, {self.config.expression_dim}], got {list(codes.shape)}"
             )
+        if not torch.isfinite(codes).all():
+            raise ValueError("codes contain NaN or Inf")
         pose = pose or HeadPose.identity(b, codes.device)
         if pose.rotation_wxyz.shape[0] != b:
             raise ValueError(f"{b} codes but {pose.rotation_wxyz.shape[0]} poses")

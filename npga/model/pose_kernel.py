@@ -12,8 +12,10 @@ import math
 import numba
 import numpy as np
 
+from npga.render.cpu_kernels import FASTMATH
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def pose_gaussians(
     means, quats, log_scales, opacity_logits, sh_coeffs, prior, fine, head_quat, translation
 ):  # pragma: no cover - jitted

@@ -20,6 +20,9 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_ALPHA = 0.999
 MIN_TRANSMITTANCE = 1e-4
 
+# Fast-math without "nnan"/"ninf": the kernels' NaN/Inf guards must survive optimisation.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
 # Layout of the per-Gaussian records that the compositing loops read (one cache-friendly row).
 F_MX, F_MY, F_CA, F_CB, F_CC, F_OPACITY, F_R, F_G, F_B, F_SIGMA_MAX = range(10)
 NUM_FIELDS = 10
@@ -28,7 +31,7 @@ G_MX, G_MY, G_CA, G_CB, G_CC, G_OPACITY, G_R, G_G, G_B = range(9)
 NUM_GRADS = 9
 
 
-@numba.njit(cache=True, inline="always", fastmath=True)
+@numba.njit(cache=True, inline="always", fastmath=FASTMATH)
 def _exp_neg(sigma):  # pragma: no cover - jitted
     """exp(-sigma) for 0 <= sigma <= ~6 (all the compositing loops need), relative error < 2e-7.
 
@@ -124,7 +127,7 @@ def _gather_tile(packed, p, entries, start, end):  # pragma: no cover - jitted
     return tile
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def rasterize_forward(
     packed, background, tile_offsets, entries, width, height, tile_size, tiles_x
 ):  # pragma: no cover - jitted
@@ -183,7 +186,7 @@ def rasterize_forward(
     return rgb, transmittance, last_entry
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def rasterize_backward(
     packed,
     background,
@@ -271,7 +274,7 @@ def rasterize_backward(
     return grads
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 def project_and_pack(
     means,
     quats,
@@ -312,7 +315,7 @@ def project_and_pack(
         y = r[1, 0] * mx + r[1, 1] * my + r[1, 2] * mz + r[1, 3]
         z = r[2, 0] * mx + r[2, 1] * my + r[2, 2] * mz + r[2, 3]
         depths[p, n] = z
-        if z <= near_plane:
+        if not z > near_plane:  # also culls NaN
             continue
         # world covariance: M = R(q) diag(s); Sigma = M M^T
         qw, qx, qy, qz = quats[b, n, 0], quats[b, n, 1], quats[b, n, 2], quats[b, n, 3]
@@ -364,10 +367,12 @@ def project_and_pack(
         cov_c += eps2d
         det = cov_a * cov_c - cov_b * cov_b
         opacity = opacities[b, n]
-        if det <= 0.0 or opacity < ALPHA_THRESHOLD:
+        if not (det > 0.0 and opacity >= ALPHA_THRESHOLD and math.isfinite(cov_a + cov_c)):
             continue
         u = fx * x / z + cx
         v = fy * y / z + cy
+        if not (math.isfinite(u) and math.isfinite(v)):
+            continue
         means2d[p, n, 0] = u
         means2d[p, n, 1] = v
         extend = min(3.33, math.sqrt(2.0 * math.log(opacity / ALPHA_THRESHOLD)))

@@ -106,8 +106,10 @@ def project(
         radius_x = torch.ceil(extend * torch.sqrt(cov_a.clamp_min(0)))
         radius_y = torch.ceil(extend * torch.sqrt(cov_c.clamp_min(0)))
         mx, my = means2d[..., 0], means2d[..., 1]
+        finite = torch.isfinite(means2d).all(dim=-1) & torch.isfinite(cov_a + cov_c)
         visible = (
-            (z > settings.near_plane)
+            finite
+            & (z > settings.near_plane)
             & (det > 0)
             & (opacities >= ALPHA_THRESHOLD)
             & (mx + radius_x > 0)
@@ -115,8 +117,8 @@ def project(
             & (my + radius_y > 0)
             & (my - radius_y < cameras.height)
         )
-        radii = torch.stack((radius_x, radius_y), dim=-1) * visible[..., None]
-        radii = radii.to(torch.int32)
+        radii = torch.stack((radius_x, radius_y), dim=-1)
+        radii = torch.where(visible[..., None], radii, 0).to(torch.int32)
 
     centers = cameras.centers()  # [C, 3]
     directions = gaussians.means[:, None] - centers[None, :, None]  # [B, C, N, 3]
