@@ -117,14 +117,19 @@ def bin_gaussians(means2d, radii, depth_order, tile_size, tiles_x, tiles_y):  # 
 
 
 @numba.njit(cache=True, inline="always")
-def _gather_tile(packed, p, entries, start, end):  # pragma: no cover - jitted
-    """Copy the records of one tile's Gaussians into a contiguous [count, NUM_FIELDS] block."""
+def _open_tile(t, num_tiles, tiles_x, packed, tile_offsets, entries):  # pragma: no cover
+    """Plane, tile row and column of global tile ``t``, its first entry, and its Gaussians'
+    records copied into a contiguous [count, NUM_FIELDS] block (front to back)."""
+    p = t // num_tiles
+    ty = (t % num_tiles) // tiles_x
+    tx = t % tiles_x
+    start, end = tile_offsets[t], tile_offsets[t + 1]
     tile = np.empty((end - start, NUM_FIELDS))
     for k in range(start, end):
         n = entries[k]
         for f in range(NUM_FIELDS):
             tile[k - start, f] = packed[p, n, f]
-    return tile
+    return p, ty, tx, start, tile
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
@@ -143,11 +148,7 @@ def rasterize_forward(
     transmittance = np.empty((p_count, height, width))
     last_entry = np.empty((p_count, height, width), dtype=np.int64)
     for t in numba.prange(p_count * num_tiles):
-        p = t // num_tiles
-        ty = (t % num_tiles) // tiles_x
-        tx = t % tiles_x
-        start, end = tile_offsets[t], tile_offsets[t + 1]
-        tile = _gather_tile(packed, p, entries, start, end)
+        p, ty, tx, start, tile = _open_tile(t, num_tiles, tiles_x, packed, tile_offsets, entries)
         for i in range(ty * tile_size, min((ty + 1) * tile_size, height)):
             py = i + 0.5
             for j in range(tx * tile_size, min((tx + 1) * tile_size, width)):
@@ -157,7 +158,7 @@ def rasterize_forward(
                 acc_g = 0.0
                 acc_b = 0.0
                 stop = start
-                for q in range(end - start):
+                for q in range(tile.shape[0]):
                     dx = tile[q, F_MX] - px
                     dy = tile[q, F_MY] - py
                     sigma = (
@@ -212,11 +213,7 @@ def rasterize_backward(
     num_tiles = tiles_x * tiles_y
     entry_grads = np.zeros((entries.shape[0], NUM_GRADS))
     for t in numba.prange(p_count * num_tiles):
-        p = t // num_tiles
-        ty = (t % num_tiles) // tiles_x
-        tx = t % tiles_x
-        start, end = tile_offsets[t], tile_offsets[t + 1]
-        tile = _gather_tile(packed, p, entries, start, end)
+        p, ty, tx, start, tile = _open_tile(t, num_tiles, tiles_x, packed, tile_offsets, entries)
         for i in range(ty * tile_size, min((ty + 1) * tile_size, height)):
             py = i + 0.5
             for j in range(tx * tile_size, min((tx + 1) * tile_size, width)):
