@@ -173,6 +173,49 @@ def cmd_bench_render(args: argparse.Namespace) -> None:
         console.print(f"naive baseline: {report['naive']}; speed-up {report['speedup_vs_naive']}x")
 
 
+def cmd_track(args: argparse.Namespace) -> None:
+    from npga.tracking import ExpressionBasis, load_default_template
+    from npga.tracking.run import track_source
+    from npga.tracking.sources import SourceError, open_source
+
+    if args.basis is not None and args.fit_basis is not None:
+        raise CliError("give either --basis (use a basis) or --fit-basis (fit one), not both")
+    try:
+        basis = ExpressionBasis.load(args.basis) if args.basis is not None else None
+        source = open_source(args.input, fps=args.fps, max_frames=args.frames)
+    except (ValueError, SourceError) as error:
+        raise CliError(str(error)) from None
+    template = basis.template if basis is not None else load_default_template()
+    columns = (TextColumn("tracking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns) as progress:
+            task = progress.add_task("track", total=source.length)
+            result = track_source(
+                source,
+                template,
+                basis=basis,
+                fit_dim=args.expression_dim,
+                on_frame=lambda done: progress.update(task, completed=done),
+            )
+    except (ValueError, SourceError) as error:
+        raise CliError(str(error)) from None
+    result.recording.save(args.out)
+    if args.fit_basis is not None:
+        result.basis.save(args.fit_basis)
+        print(f"wrote a {result.basis.dim}-dim expression basis to {args.fit_basis}")
+    print(
+        f"tracked {result.frames} frames from {source.description}: face detected in "
+        f"{result.detected} ({100 * result.detection_rate:.1f} %); codes written to {args.out}"
+    )
+
+
+def cmd_bench_track(args: argparse.Namespace) -> None:
+    from npga.tracking.bench import bench_track
+
+    report = bench_track(frames=args.frames, dim=args.expression_dim)
+    print(json.dumps(report) if args.json else report)
+
+
 def cmd_make_avatar(args: argparse.Namespace) -> None:
     config = AvatarConfig(expression_dim=args.expression_dim)
     avatar = synthetic_avatar(args.gaussians, config, seed=args.seed)
@@ -225,6 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--compare-naive", action="store_true", help="also time the naive baseline")
     br.add_argument("--json", action="store_true", help="print one JSON object")
     br.set_defaults(run=cmd_bench_render)
+
+    bt = bench_commands.add_parser("track", help="Face Mesh + pose + encoding frames per second")
+    bt.add_argument("--frames", type=_positive_int, default=300)
+    bt.add_argument("--expression-dim", type=_positive_int, default=48)
+    bt.add_argument("--json", action="store_true", help="print one JSON object")
+    bt.set_defaults(run=cmd_bench_track)
+
+    track = commands.add_parser("track", help="track a face video into a code recording")
+    track.add_argument("input", help="video file, folder of images, or camera index (0, 1, ...)")
+    track.add_argument("--out", type=Path, required=True, help="code recording to write (.npz)")
+    track.add_argument("--basis", type=Path, help="encode with this expression basis (.json)")
+    track.add_argument("--fit-basis", type=Path, help="fit a basis on this input, write it here")
+    track.add_argument("--expression-dim", type=_positive_int, default=48, help="for --fit-basis")
+    track.add_argument("--fps", type=_positive_float, default=30.0, help="for image folders")
+    track.add_argument("--frames", type=_positive_int, help="stop a camera after this many")
+    track.set_defaults(run=cmd_track)
 
     make = commands.add_parser("make-avatar", help="write a procedural avatar bundle")
     make.add_argument("out", type=Path, help="bundle directory to write")

@@ -1,8 +1,10 @@
 """Code recordings: ``.npz`` files of expression frames, replayable by ``npga render``.
 
-Arrays (T frames): ``codes`` [T, E] float32, ``rotation_wxyz`` [T, 4] float32 (head rotation
-relative to neutral), ``translation`` [T, 3] float32 (metres, avatar space), ``timestamps`` [T]
-float64 (seconds). Loading validates shapes, dtypes and finiteness; no pickles.
+Arrays (T frames), the fields of ``npga.codes.ExpressionFrame``: ``codes`` [T, E] float32,
+``rotation_wxyz`` [T, 4] float32 (head rotation relative to neutral), ``translation`` [T, 3]
+float32 (face units, relative to neutral), ``gaze`` [T, 4] float32 (radians), ``face_present``
+[T] bool, ``timestamps`` [T] float64 (seconds). Loading validates shapes, dtypes and finiteness;
+no pickles.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-ARRAYS = ("codes", "rotation_wxyz", "translation", "timestamps")
+ARRAYS = ("codes", "rotation_wxyz", "translation", "gaze", "face_present", "timestamps")
 
 
 class RecordingError(ValueError):
@@ -27,6 +29,8 @@ class CodeRecording:
     rotation_wxyz: np.ndarray  # [T, 4] float32
     translation: np.ndarray  # [T, 3] float32
     timestamps: np.ndarray  # [T] float64 seconds, non-decreasing
+    gaze: np.ndarray  # [T, 4] float32 radians
+    face_present: np.ndarray  # [T] bool
 
     def __post_init__(self) -> None:
         t = self.codes.shape[0] if self.codes.ndim == 2 else -1
@@ -35,6 +39,8 @@ class CodeRecording:
             "rotation_wxyz": (t, 4),
             "translation": (t, 3),
             "timestamps": (t,),
+            "gaze": (t, 4),
+            "face_present": (t,),
         }
         for name, shape in shapes.items():
             array = getattr(self, name)
@@ -79,13 +85,19 @@ def load_recording(path: str | Path) -> CodeRecording:
             raise
         raise RecordingError(f"{where}: not a readable .npz code recording ({error})") from None
     try:
+        if arrays["face_present"].dtype != np.bool_:
+            raise RecordingError(f"{where}: array 'face_present' must be bool")
         return CodeRecording(
             codes=arrays["codes"].astype(np.float32, casting="same_kind"),
             rotation_wxyz=arrays["rotation_wxyz"].astype(np.float32, casting="same_kind"),
             translation=arrays["translation"].astype(np.float32, casting="same_kind"),
             timestamps=arrays["timestamps"].astype(np.float64, casting="same_kind"),
+            gaze=arrays["gaze"].astype(np.float32, casting="same_kind"),
+            face_present=arrays["face_present"],
         )
     except (ValueError, TypeError) as error:
+        if isinstance(error, RecordingError):
+            raise
         raise RecordingError(f"{where}: {error}") from None
 
 
@@ -119,4 +131,6 @@ def synthetic_recording(
         rotation_wxyz=rotation.astype(np.float32),
         translation=translation.astype(np.float32),
         timestamps=t.astype(np.float64),
+        gaze=np.zeros((len(t), 4), dtype=np.float32),
+        face_present=np.ones(len(t), dtype=bool),
     )

@@ -108,7 +108,54 @@ def test_recording_round_trip_and_validation(tmp_path: Path) -> None:
     bad = recording.codes.copy()
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="'codes' contains NaN"):
-        CodeRecording(bad, recording.rotation_wxyz, recording.translation, recording.timestamps)
+        CodeRecording(
+            bad,
+            recording.rotation_wxyz,
+            recording.translation,
+            recording.timestamps,
+            recording.gaze,
+            recording.face_present,
+        )
     np.savez(tmp_path / "missing.npz", codes=recording.codes)
     with pytest.raises(ValueError, match="missing array 'rotation_wxyz'"):
         load_recording(tmp_path / "missing.npz")
+
+
+def test_track_a_video_fits_a_basis_and_writes_codes(tmp_path: Path) -> None:
+    from npga.tracking import ExpressionBasis
+    from npga.tracking.bench import synth_face_video
+    from npga.video import VideoWriter
+
+    video = tmp_path / "face.mp4"
+    with VideoWriter(video, 640, 480, 30) as writer:
+        for frame in synth_face_video(60):
+            writer.write(frame)
+    out, basis = tmp_path / "codes.npz", tmp_path / "basis.json"
+    args = ["track", str(video), "--out", str(out), "--fit-basis", str(basis)]
+    result = _npga(*args, "--expression-dim", "8")
+    assert result.returncode == 0, result.stderr
+    assert "face detected in 60 (100.0 %)" in result.stdout
+    recording = load_recording(out)
+    assert recording.num_frames == 60 and recording.expression_dim == 8
+    assert recording.face_present[40:].all()
+    # the head turns by up to 12 degrees in this video; the pose follows
+    angles = 2 * np.degrees(np.arccos(np.clip(np.abs(recording.rotation_wxyz[:, 0]), 0, 1)))
+    assert angles.max() > 5
+    assert ExpressionBasis.load(basis).dim == 8
+    again = _npga("track", str(video), "--out", str(tmp_path / "b.npz"), "--basis", str(basis))
+    assert again.returncode == 0, again.stderr
+
+
+def test_track_reports_bad_inputs_in_one_line(tmp_path: Path) -> None:
+    missing = _npga("track", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "c.npz"))
+    assert missing.returncode == 2 and "no such file, folder or camera index" in missing.stderr
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all")
+    bad = _npga("track", str(garbage), "--out", str(tmp_path / "c.npz"))
+    assert bad.returncode == 2 and "cannot open as a video" in bad.stderr
+    camera = _npga("track", "7", "--out", str(tmp_path / "c.npz"))
+    assert camera.returncode == 2 and "camera 7: cannot open" in camera.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folder = _npga("track", str(empty), "--out", str(tmp_path / "c.npz"))
+    assert folder.returncode == 2 and "no images" in folder.stderr

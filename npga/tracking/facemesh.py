@@ -1,0 +1,73 @@
+"""MediaPipe Face Mesh (the legacy solution in mediapipe 0.10.21; models ship in the wheel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from npga.tracking.topology import NUM_LANDMARKS
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    """478 landmarks of one face: x, y in pixels (x right, y down); z depth in pixel units
+    (MediaPipe's relative depth times the image width; larger is farther from the camera)."""
+
+    points: np.ndarray  # [478, 3] float64
+    width: int
+    height: int
+
+
+class FaceMeshTracker:
+    """Face Mesh on RGB frames; ``process`` returns None when no face is found (never raises
+    for a well-formed frame). Tracking mode reuses the previous face box between frames."""
+
+    def __init__(
+        self,
+        *,
+        static_images: bool = False,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ) -> None:
+        # Imported here: mediapipe takes ~1 s to import and only the tracker needs it.
+        from mediapipe.python.solutions import face_mesh
+
+        self._mesh: Any = face_mesh.FaceMesh(
+            static_image_mode=static_images,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+            min_tracking_confidence=min_tracking_confidence,
+        )
+
+    def process(self, rgb: np.ndarray) -> FaceLandmarks | None:
+        """rgb [H, W, 3] uint8 -> landmarks of the most prominent face, or None."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB frame [H, W, 3] uint8, got {rgb.shape} {rgb.dtype}")
+        height, width = rgb.shape[:2]
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        landmarks = result.multi_face_landmarks[0].landmark
+        if len(landmarks) != NUM_LANDMARKS:
+            return None
+        normalised = np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float64)
+        points = normalised * np.array([width, height, width], dtype=np.float64)
+        return FaceLandmarks(points, width, height)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceMeshTracker:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
