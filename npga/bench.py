@@ -54,7 +54,7 @@ def _time_frames(
     )
     codes = torch.from_numpy(recording.codes).to(config.device)
     rotations = torch.from_numpy(recording.rotation_wxyz).to(config.device)
-    translations = torch.from_numpy(recording.translation).to(config.device)
+    translations = torch.from_numpy(recording.translation_metres()).float().to(config.device)
     deform_s: list[float] = []
     raster_s: list[float] = []
     b = config.batch

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -119,6 +120,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     frames = recording.num_frames if args.frames is None else min(args.frames, recording.num_frames)
     cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
     fps = args.fps or recording.fps()
+    translations = recording.translation_metres().astype(np.float32)
     avatar = bundle.avatar
     device = args.device
     background = (1.0, 1.0, 1.0)
@@ -134,7 +136,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         for i in range(frames):
             pose = HeadPose(
                 torch.from_numpy(recording.rotation_wxyz[i : i + 1]).to(device),
-                torch.from_numpy(recording.translation[i : i + 1]).to(device),
+                torch.from_numpy(translations[i : i + 1]).to(device),
             )
             codes = torch.from_numpy(recording.codes[i : i + 1]).to(device)
             result = avatar.render(
@@ -175,7 +177,7 @@ def cmd_bench_render(args: argparse.Namespace) -> None:
 
 def cmd_track(args: argparse.Namespace) -> None:
     from npga.tracking import ExpressionBasis, load_default_template
-    from npga.tracking.run import track_source
+    from npga.tracking.run import observe_source, recording_from_observations
     from npga.tracking.sources import SourceError, open_source
 
     if args.basis is not None and args.fit_basis is not None:
@@ -186,20 +188,25 @@ def cmd_track(args: argparse.Namespace) -> None:
     except (ValueError, SourceError) as error:
         raise CliError(str(error)) from None
     template = basis.template if basis is not None else load_default_template()
+    checkpoint = args.out.with_name(args.out.name + ".partial.npz")
     columns = (TextColumn("tracking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         with Progress(*columns) as progress:
             task = progress.add_task("track", total=source.length)
-            result = track_source(
+            log = observe_source(
                 source,
                 template,
-                basis=basis,
-                fit_dim=args.expression_dim,
+                checkpoint,
+                resume=args.resume,
                 on_frame=lambda done: progress.update(task, completed=done),
             )
+        result = recording_from_observations(log, template, basis, fit_dim=args.expression_dim)
     except (ValueError, SourceError) as error:
+        if checkpoint.exists():
+            raise CliError(f"{error} (progress kept: rerun with --resume)") from None
         raise CliError(str(error)) from None
     result.recording.save(args.out)
+    checkpoint.unlink(missing_ok=True)
     if args.fit_basis is not None:
         result.basis.save(args.fit_basis)
         print(f"wrote a {result.basis.dim}-dim expression basis to {args.fit_basis}")
@@ -283,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--expression-dim", type=_positive_int, default=48, help="for --fit-basis")
     track.add_argument("--fps", type=_positive_float, default=30.0, help="for image folders")
     track.add_argument("--frames", type=_positive_int, help="stop a camera after this many")
+    track.add_argument(
+        "--resume", action="store_true", help="continue from OUT.partial.npz of an interrupted run"
+    )
     track.set_defaults(run=cmd_track)
 
     make = commands.add_parser("make-avatar", help="write a procedural avatar bundle")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+# One face unit (the outer-eye-corner distance, npga.tracking.template) on an adult, in metres.
+FACE_UNIT_METRES = 0.09
 ARRAYS = ("codes", "rotation_wxyz", "translation", "gaze", "face_present", "timestamps")
 
 
@@ -27,7 +29,7 @@ class RecordingError(ValueError):
 class CodeRecording:
     codes: np.ndarray  # [T, E] float32
     rotation_wxyz: np.ndarray  # [T, 4] float32
-    translation: np.ndarray  # [T, 3] float32
+    translation: np.ndarray  # [T, 3] float32 face units
     timestamps: np.ndarray  # [T] float64 seconds, non-decreasing
     gaze: np.ndarray  # [T, 4] float32 radians
     face_present: np.ndarray  # [T] bool
@@ -65,6 +67,10 @@ class CodeRecording:
         """Mean frame rate from the timestamps (30 when there is a single frame)."""
         span = float(self.timestamps[-1] - self.timestamps[0])
         return (self.num_frames - 1) / span if span > 0 else 30.0
+
+    def translation_metres(self) -> np.ndarray:
+        """Translations [T, 3] in metres for an avatar (a nominal adult face unit)."""
+        return self.translation * FACE_UNIT_METRES
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, **{name: getattr(self, name) for name in ARRAYS})
@@ -125,7 +131,9 @@ def synthetic_recording(
         ),
         axis=1,
     )
-    translation = np.stack((0.01 * np.sin(2 * math.pi * 0.1 * t), 0 * t, 0 * t), axis=1)
+    translation = np.stack(
+        (0.1 * np.sin(2 * math.pi * 0.1 * t), 0 * t, 0 * t), axis=1
+    )  # face units
     return CodeRecording(
         codes=codes.astype(np.float32),
         rotation_wxyz=rotation.astype(np.float32),

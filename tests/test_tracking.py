@@ -177,3 +177,38 @@ def test_one_euro_smooths_noise_and_follows_steps() -> None:
     g = OneEuroFilter(OneEuroConfig(min_cutoff=1.0, beta=5.0))
     out = [g(np.array([0.0 if i < 30 else 1.0]), i / 30)[0] for i in range(60)]
     assert out[40] > 0.9  # a fast move is followed quickly with a large beta
+
+
+def test_interrupted_and_resumed_tracking_equals_uninterrupted(tmp_path: Path) -> None:
+    from npga.tracking.bench import synth_face_video
+    from npga.tracking.run import observe_source, recording_from_observations
+    from npga.tracking.sources import Frame, FrameSource
+
+    video = synth_face_video(50)
+
+    class Clip(FrameSource):
+        def __init__(self, stop_after: int | None = None) -> None:
+            super().__init__("clip", len(video))
+            self.stop_after = stop_after
+
+        def frames(self):
+            for i, rgb in enumerate(video):
+                if self.stop_after is not None and i == self.stop_after:
+                    raise KeyboardInterrupt
+                yield Frame(rgb, i / 30)
+
+    template = load_default_template()
+    whole = recording_from_observations(observe_source(Clip(), template), template, fit_dim=8)
+    checkpoint = tmp_path / "codes.npz.partial.npz"
+    with pytest.raises(KeyboardInterrupt):
+        observe_source(Clip(stop_after=23), template, checkpoint)
+    partial = observe_source(Clip(), template, checkpoint, resume=True)
+    assert len(partial) == 50
+    resumed = recording_from_observations(partial, template, fit_dim=8)
+    assert whole.detected == resumed.detected == 50
+    # Face Mesh re-detects the face on the first frame after the restart (instead of tracking
+    # from the previous box), so landmarks there may move by a fraction of a pixel.
+    np.testing.assert_allclose(
+        resumed.recording.rotation_wxyz, whole.recording.rotation_wxyz, atol=2e-3
+    )
+    np.testing.assert_array_equal(resumed.recording.face_present, whole.recording.face_present)

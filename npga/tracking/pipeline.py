@@ -11,7 +11,7 @@ from npga.tracking.expression import ExpressionBasis, NeutralCalibrator, canonic
 from npga.tracking.facemesh import FaceLandmarks, FaceMeshTracker
 from npga.tracking.filters import OneEuroConfig, OneEuroFilter, QuaternionFilter
 from npga.tracking.gaze import gaze_angles
-from npga.tracking.procrustes import rotation_to_quat_wxyz
+from npga.tracking.procrustes import Similarity, rotation_to_quat_wxyz
 from npga.tracking.template import FaceTemplate
 
 # Face units from the camera at the neutral pose, for turning a change of scale into depth.
@@ -22,6 +22,16 @@ NOMINAL_DISTANCE = 6.0
 class TrackerConfig:
     calibration_frames: int = 30  # neutral from the first ~1 s at 30 fps
     filter: OneEuroConfig | None = field(default_factory=OneEuroConfig)  # None = unfiltered
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    """What one frame shows, before any per-person state (neutral, filters) is applied."""
+
+    pose: Similarity  # template -> image (pixels)
+    canonical: np.ndarray  # [L, 3] landmarks with pose removed, face units
+    gaze: np.ndarray  # [4] radians
+    landmarks: FaceLandmarks | None = None  # raw detection (absent when replayed from disk)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,10 @@ class ExpressionTracker:
 
     Never raises on a frame without a face: it reports ``face_present=False`` and holds the
     last pose, gaze and code. Until the neutral is calibrated, codes are zero.
+
+    ``process`` = ``update(observe(frame))``: ``observe`` is the expensive, stateless part (Face
+    Mesh, Procrustes, gaze); ``update`` applies calibration, filtering and the basis, so stored
+    observations can be replayed exactly (resumable offline tracking).
     """
 
     def __init__(
@@ -72,7 +86,7 @@ class ExpressionTracker:
         self.template = template
         self.basis = basis
         self.config = config or TrackerConfig()
-        self._facemesh = facemesh or FaceMeshTracker()
+        self._facemesh = facemesh
         self._calibrator = NeutralCalibrator(frames=self.config.calibration_frames)
         self._neutral: np.ndarray | None = None
         self._neutral_rotation = np.eye(3)
@@ -110,17 +124,31 @@ class ExpressionTracker:
                 f.reset()
 
     def close(self) -> None:
-        self._facemesh.close()
+        if self._facemesh is not None:
+            self._facemesh.close()
 
     def process(self, rgb: np.ndarray, timestamp: float) -> TrackedFrame:
         """rgb [H, W, 3] uint8 at ``timestamp`` seconds -> the tracked state."""
+        return self.update(self.observe(rgb), timestamp)
+
+    def observe(self, rgb: np.ndarray) -> FaceObservation | None:
+        """Face Mesh, head pose and gaze of one frame [H, W, 3] uint8; None without a face."""
+        if self._facemesh is None:
+            self._facemesh = FaceMeshTracker()
         face = self._facemesh.process(rgb)
         if face is None:
+            return None
+        pose, canonical = canonicalize(face.points, self.template)
+        return FaceObservation(pose, canonical, gaze_angles(canonical), face)
+
+    def update(self, observation: FaceObservation | None, timestamp: float) -> TrackedFrame:
+        """Advance the per-person state (neutral, filters) by one observed frame."""
+        if observation is None:
             self._last = TrackedFrame(
                 **{**self._last.__dict__, "face_present": False, "landmarks": None}
             )
             return self._last
-        pose, canonical = canonicalize(face.points, self.template)
+        pose, canonical, face = observation.pose, observation.canonical, observation.landmarks
         if self._neutral is None:
             neutral = self._calibrator.add(canonical)
             if neutral is None:
@@ -139,7 +167,7 @@ class ExpressionTracker:
         depth = NOMINAL_DISTANCE * (self._neutral_scale / pose.scale - 1.0)
         translation = np.array([shift[0], shift[1], depth])
         displacement = canonical - self._neutral
-        gaze = gaze_angles(canonical)
+        gaze = observation.gaze
         code = self.basis.encode(displacement) if self.basis is not None else None
         if self._filters is not None:
             rotation = self._filters[0](rotation, timestamp)
