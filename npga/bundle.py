@@ -19,6 +19,8 @@ from torch import Tensor
 
 from npga.cameras import Cameras
 from npga.model import AvatarConfig, GaussianAvatar
+from npga.tracking.expression import ExpressionBasis
+from npga.tracking.template import load_default_template
 
 FORMAT_NAME = "npga-avatar"
 FORMAT_VERSION = 1
@@ -26,6 +28,8 @@ TENSORS_FILE = "avatar.safetensors"
 METADATA_FILE = "avatar.json"
 # Stored in avatar.json (DESIGN.md §6) rather than in the tensor file.
 TEMPLATE_KEY = "prior.template"
+# The expression space of Face Mesh landmarks projected on a PCA basis (npga.tracking).
+FACEMESH_SPACE = "facemesh-pca"
 
 
 class BundleError(ValueError):
@@ -43,6 +47,20 @@ class AvatarBundle:
     @property
     def config(self) -> AvatarConfig:
         return self.avatar.config
+
+    def expression_encoder(self) -> ExpressionBasis:
+        """What a sender needs to drive this avatar (served at /api/avatars/{id}/encoder)."""
+        if self.config.expression_space != FACEMESH_SPACE:
+            raise ValueError(
+                f"avatar is driven in the {self.config.expression_space!r} space; live senders "
+                f"produce {FACEMESH_SPACE!r}"
+            )
+        prior = self.avatar.prior
+        return ExpressionBasis.from_avatar(
+            prior.basis.detach().cpu().numpy(),
+            prior.template.detach().cpu().numpy(),
+            load_default_template(),
+        )
 
 
 def _camera_to_json(camera: Cameras) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -154,3 +155,25 @@ def test_not_a_directory(tmp_path: Path) -> None:
 def test_no_pickle_in_bundle(bundle_dir: Path) -> None:
     for file in bundle_dir.iterdir():
         assert b"\x80\x04\x95" not in file.read_bytes()[:64]  # pickle protocol 4 header
+
+
+def test_a_facemesh_avatar_serves_an_encoder_consistent_with_its_prior(tmp_path: Path) -> None:
+    config = AvatarConfig(expression_dim=16, feature_dim=4, hidden_dim=16)  # 478 landmarks
+    save_bundle(tmp_path / "a", synthetic_avatar(200, config), default_camera(64))
+    bundle = load_bundle(tmp_path / "a")
+    encoder = bundle.expression_encoder()
+    assert encoder.dim == 16 and encoder.num_landmarks == 478
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)).numpy()
+    # a sender's displacement (face units) -> code -> the avatar's landmark motion (metres)
+    np.testing.assert_allclose(encoder.encode(encoder.decode(z)), z, atol=1e-6)
+    template = bundle.avatar.prior.template.numpy()
+    face_unit = np.linalg.norm(template[263] - template[33])
+    avatar_motion = bundle.avatar.prior.landmark_displacements(torch.from_numpy(z)).numpy()
+    np.testing.assert_allclose(encoder.decode(z) * face_unit, avatar_motion, atol=1e-6)
+
+
+def test_encoder_needs_the_facemesh_space(tmp_path: Path) -> None:
+    config = AvatarConfig(expression_dim=8, num_landmarks=30, expression_space="flame")
+    save_bundle(tmp_path / "f", synthetic_avatar(50, config), default_camera(32))
+    with pytest.raises(ValueError, match="live senders produce 'facemesh-pca'"):
+        load_bundle(tmp_path / "f").expression_encoder()

@@ -14,7 +14,10 @@ from torch import Tensor
 from npga.cameras import Cameras, orbit_cameras
 from npga.model.avatar import GaussianAvatar
 from npga.model.config import AvatarConfig
+from npga.recording import FACE_UNIT_METRES
 from npga.render.projection import SH_C0
+from npga.tracking.template import load_default_template
+from npga.tracking.topology import NOSE_TIP, NUM_LANDMARKS
 
 HEAD_RADII = (0.075, 0.1, 0.09)  # metres: half width (x), half height (y), half depth (z)
 CAMERA_DISTANCE = 0.6
@@ -37,9 +40,18 @@ def _ellipsoid_points(count: int, generator: torch.Generator) -> Tensor:
 
 
 def _face_landmarks(count: int) -> Tensor:
-    """Template landmarks [count, 3] on the front (z < 0) of the ellipsoid, a Fibonacci cap."""
+    """Template landmarks [count, 3] on the front (z < 0) of the head.
+
+    With Face Mesh's 478 landmarks: the tracker's neutral template (face units -> metres), its
+    nose tip just in front of the ellipsoid, so tracked expressions map onto this face. Other
+    counts (small test configurations): a Fibonacci cap of 70 degrees.
+    """
+    if count == NUM_LANDMARKS:
+        points = torch.from_numpy(load_default_template().points).float() * FACE_UNIT_METRES
+        points[:, 2] += -(HEAD_RADII[2] + 0.01) - points[NOSE_TIP, 2]
+        return points
     i = torch.arange(count, dtype=torch.float32) + 0.5
-    polar = torch.acos(1 - i / count * (1 - math.cos(math.radians(70))))  # cap of 70 degrees
+    polar = torch.acos(1 - i / count * (1 - math.cos(math.radians(70))))
     azimuth = math.pi * (1 + 5**0.5) * i
     unit = torch.stack(
         (
@@ -53,14 +65,17 @@ def _face_landmarks(count: int) -> Tensor:
 
 
 def _smooth_basis(template: Tensor, dim: int, generator: torch.Generator) -> Tensor:
-    """A variance-ordered basis [E, L, 3] of smooth bumps over the face."""
-    centers = template[torch.randint(0, template.shape[0], (dim,), generator=generator)]  # [E, 3]
+    """A variance-ordered basis [E, L, 3] of smooth bumps over the face, rows orthogonal (as a
+    PCA basis is), so that an encoder can be derived from it (ExpressionBasis.from_avatar)."""
+    num_landmarks = template.shape[0]
+    centers = template[torch.randint(0, num_landmarks, (dim,), generator=generator)]  # [E, 3]
     directions = torch.randn(dim, 3, generator=generator)
     directions = directions / directions.norm(dim=1, keepdim=True)
     distance2 = ((template[None] - centers[:, None]) ** 2).sum(-1)  # [E, L]
-    falloff = torch.exp(-distance2 / (2 * 0.025**2))
-    amplitude = 0.006 / torch.sqrt(torch.arange(1, dim + 1, dtype=torch.float32))
-    return amplitude[:, None, None] * falloff[..., None] * directions[:, None]
+    bumps = torch.exp(-distance2 / (2 * 0.025**2))[..., None] * directions[:, None]  # [E, L, 3]
+    orthonormal, _ = torch.linalg.qr(bumps.reshape(dim, -1).T.double())  # [L*3, E]
+    amplitude = 0.03 / torch.sqrt(torch.arange(1, dim + 1, dtype=torch.float64))  # metres
+    return (amplitude[:, None] * orthonormal.T).reshape(dim, num_landmarks, 3).float()
 
 
 def _albedo(points: Tensor) -> Tensor:

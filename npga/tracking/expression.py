@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from npga.tracking import topology
 from npga.tracking.procrustes import Similarity, weighted_procrustes
 from npga.tracking.template import FaceTemplate
 
@@ -119,6 +120,35 @@ class ExpressionBasis:
     def landmark_basis(self) -> np.ndarray:
         """[E, L, 3]: the displacement of one unit of each code (what an avatar's prior uses)."""
         return (self.components * self.scales[:, None]).reshape(self.dim, self.num_landmarks, 3)
+
+    @classmethod
+    def from_avatar(
+        cls, landmark_basis: np.ndarray, template_landmarks: np.ndarray, template: FaceTemplate
+    ) -> ExpressionBasis:
+        """The encoder of an avatar whose expression space is Face Mesh landmarks.
+
+        landmark_basis [E, L, 3] and template_landmarks [L, 3] are in the avatar's units
+        (metres); its face unit is its outer-eye-corner distance. The rows of the basis must be
+        orthogonal (a PCA basis is), so that z = (C d) / s is the least-squares code.
+        """
+        face_unit = float(
+            np.linalg.norm(
+                template_landmarks[topology.LEFT_EYE_OUTER]
+                - template_landmarks[topology.RIGHT_EYE_OUTER]
+            )
+        )
+        if not face_unit > 0:
+            raise ValueError("the avatar's template has coincident outer eye corners")
+        e = landmark_basis.shape[0]
+        rows = landmark_basis.reshape(e, -1).astype(np.float64) / face_unit
+        scales = np.linalg.norm(rows, axis=1)
+        if not (scales > 0).all():
+            raise ValueError("the avatar's expression basis has an all-zero row")
+        components = rows / scales[:, None]
+        if np.abs(components @ components.T - np.eye(e)).max() > 1e-3:
+            raise ValueError("the avatar's expression basis rows are not orthogonal")
+        variance = scales**2
+        return cls(template, components, scales, variance / variance.sum())
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ RIGID = (
     127, 356, 162, 389, 234, 454, 21, 251, 93, 323,  # temples, beside the ears
 )  # fmt: skip
 NON_RIGID_WEIGHT = 0.02
+NOSE_TIP = 1
 
 # Eyes (subject's right eye is on the image's left).
 RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_TOP, RIGHT_EYE_BOTTOM = 33, 133, 159, 145
