@@ -1,0 +1,156 @@
+"""``create_app(config)``: the aiohttp application (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from npga.render import resolve_device
+from telepresence.auth import TokenError, verify_token
+from telepresence.avatars import AvatarRegistry
+from telepresence.config import ServerConfig
+from telepresence.metrics import Metrics
+from telepresence.peers import OfferError, OfferRequest, PeerManager
+from telepresence.rooms import JoinRefused, RoomRegistry
+from telepresence.scheduler import RenderScheduler
+
+CONFIG = web.AppKey("config", ServerConfig)
+AVATARS = web.AppKey("avatars", AvatarRegistry)
+ROOMS = web.AppKey("rooms", RoomRegistry)
+METRICS = web.AppKey("metrics", Metrics)
+PEERS = web.AppKey("peers", PeerManager)
+SCHEDULER = web.AppKey("scheduler", RenderScheduler)
+
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client" / "dist"
+MAX_OFFER_BYTES = 256 * 1024
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    page = WEB_CLIENT / "index.html"
+    if page.is_file():
+        return web.FileResponse(page)
+    return web.Response(
+        text="NPGA Telepresence server. The browser client is not built yet; use `telepresence "
+        "send`. API: /api/avatars, /api/rooms/{room}/offer, /healthz, /metrics.\n"
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response(
+        {"status": "ok", "sessions": app[PEERS].active, "avatars": app[AVATARS].ids}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    registry = app[METRICS]
+    registry.set("sessions_active", app[PEERS].active)
+    registry.set("rooms_active", len(app[ROOMS].rooms))
+    return web.Response(text=registry.render(), content_type="text/plain")
+
+
+async def list_avatars(request: web.Request) -> web.Response:
+    return web.json_response({"avatars": request.app[AVATARS].describe()})
+
+
+async def avatar_encoder(request: web.Request) -> web.Response:
+    try:
+        avatar = request.app[AVATARS].get(request.match_info["avatar"])
+    except KeyError as error:
+        return _error(404, str(error.args[0]))
+    return web.Response(
+        text=avatar.encoder_json,
+        content_type="application/json",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+async def offer(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    room = request.match_info["room"]
+    try:
+        body: Any = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(400, "offer body is not valid JSON")
+    try:
+        parsed = OfferRequest.parse(body)
+    except OfferError as error:
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(error.status, str(error))
+    if config.secret is not None:
+        if parsed.token is None:
+            return _error(401, "this server needs a token (telepresence token ...)")
+        try:
+            verify_token(config.secret, parsed.token, room, parsed.role)
+        except TokenError as error:
+            app[METRICS].inc("errors_total", kind="token")
+            return _error(403, str(error))
+    elif not config.insecure_open and not _is_loopback(request.remote):
+        return _error(403, "without --secret this server only accepts loopback clients")
+    try:
+        answer = await app[PEERS].handle_offer(room, parsed)
+    except OfferError as error:
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(error.status, str(error))
+    except JoinRefused as error:
+        app[METRICS].inc("errors_total", kind="limit")
+        return _error(error.status, str(error))
+    return web.json_response(answer)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[SCHEDULER].run())
+    yield
+    await app[PEERS].close_all()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> web.Application:
+    """The server. ``avatars`` may be given (tests); else they are loaded from the config."""
+    avatars = avatars or AvatarRegistry.load(
+        config.avatar_dirs, resolve_device(config.device), config.resolution
+    )
+    app = web.Application(client_max_size=MAX_OFFER_BYTES)
+    metrics_registry = Metrics()
+    rooms = RoomRegistry(config.limits)
+    app[CONFIG] = config
+    app[AVATARS] = avatars
+    app[METRICS] = metrics_registry
+    app[ROOMS] = rooms
+    app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry)
+    app[SCHEDULER] = RenderScheduler(
+        avatars, rooms, metrics_registry, config.fps, config.stamp_frames
+    )
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/avatars", list_avatars)
+    app.router.add_get("/api/avatars/{avatar}/encoder", avatar_encoder)
+    app.router.add_post("/api/rooms/{room}/offer", offer)
+    if WEB_CLIENT.is_dir():
+        app.router.add_static("/static", WEB_CLIENT)
+    app.cleanup_ctx.append(_background)
+    return app

@@ -1,0 +1,59 @@
+"""Room tokens: HMAC-SHA256-signed, expiring, scoped to a room and a role."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+ROLES = ("sender", "viewer")
+
+
+class TokenError(ValueError):
+    """A token that does not grant what was asked; the message says why."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint_token(secret: str, room: str, role: str, ttl_s: float, now: float | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if not ttl_s > 0:
+        raise ValueError("ttl must be positive")
+    issued = time.time() if now is None else now
+    payload = json.dumps({"room": room, "role": role, "exp": issued + ttl_s}, sort_keys=True)
+    body = _b64(payload.encode())
+    signature = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(signature)}"
+
+
+def verify_token(secret: str, token: str, room: str, role: str, now: float | None = None) -> None:
+    """Raises TokenError unless ``token`` is valid, unexpired and grants ``role`` in ``room``."""
+    if not isinstance(token, str) or token.count(".") != 1:
+        raise TokenError("malformed token")
+    body, signature = token.split(".")
+    expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    try:
+        given = _unb64(signature)
+        claims = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError("malformed token") from None
+    if not hmac.compare_digest(expected, given):
+        raise TokenError("bad token signature")
+    if not isinstance(claims, dict):
+        raise TokenError("malformed token")
+    if claims.get("room") != room:
+        raise TokenError(f"token is for another room than {room!r}")
+    if claims.get("role") != role:
+        raise TokenError(f"token does not grant the {role} role")
+    expiry = claims.get("exp")
+    if not isinstance(expiry, int | float) or (time.time() if now is None else now) > expiry:
+        raise TokenError("token expired")

@@ -1,0 +1,135 @@
+"""The avatars a server can render, and the renderer the scheduler calls from its worker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from npga.bundle import AvatarBundle, load_bundle
+from npga.cameras import Cameras
+from npga.codes import ExpressionFrame
+from npga.model import HeadPose, InferenceCache, default_camera, synthetic_avatar
+from npga.tracking import topology
+
+DEMO_AVATAR_ID = "demo"
+
+
+@dataclass
+class LoadedAvatar:
+    id: str
+    bundle: AvatarBundle
+    camera: Cameras  # the bundle's default camera at the server's resolution
+    cache: InferenceCache
+    face_unit_metres: float  # the avatar's outer-eye-corner distance
+    encoder_json: str  # ExpressionBasis JSON for senders
+
+    @property
+    def expression_dim(self) -> int:
+        return self.bundle.config.expression_dim
+
+
+class AvatarRegistry:
+    """Avatars by id (the bundle directory's name); all loaded and validated at start."""
+
+    def __init__(self, avatars: dict[str, LoadedAvatar]) -> None:
+        if not avatars:
+            raise ValueError("no avatars to serve")
+        self._avatars = avatars
+
+    @classmethod
+    def load(cls, dirs: tuple[Path, ...], device: torch.device, resolution: int) -> AvatarRegistry:
+        bundles: dict[str, AvatarBundle] = {}
+        for directory in dirs:
+            if directory.name in bundles:
+                raise ValueError(f"two avatars are named {directory.name!r}")
+            bundles[directory.name] = load_bundle(directory, device)
+        if not bundles:
+            bundles[DEMO_AVATAR_ID] = demo_bundle(device)
+        return cls.from_bundles(bundles, resolution)
+
+    @classmethod
+    def from_bundles(cls, bundles: dict[str, AvatarBundle], resolution: int) -> AvatarRegistry:
+        return cls({k: _prepare(k, b, resolution) for k, b in bundles.items()})
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._avatars)
+
+    @property
+    def default_id(self) -> str:
+        return self.ids[0]
+
+    def get(self, avatar_id: str) -> LoadedAvatar:
+        try:
+            return self._avatars[avatar_id]
+        except KeyError:
+            raise KeyError(f"unknown avatar {avatar_id!r} (have: {', '.join(self.ids)})") from None
+
+    def describe(self) -> list[dict[str, object]]:
+        return [
+            {
+                "id": a.id,
+                "gaussians": a.bundle.avatar.num_gaussians,
+                "expression_dim": a.expression_dim,
+                "expression_space": a.bundle.config.expression_space,
+            }
+            for a in (self._avatars[i] for i in self.ids)
+        ]
+
+
+def demo_bundle(device: torch.device) -> AvatarBundle:
+    """The built-in avatar until a trained one is bundled: procedural, 20k Gaussians."""
+    avatar = synthetic_avatar(20_000)
+    return AvatarBundle(avatar.to(device).eval(), default_camera(512).to(device), {})
+
+
+def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
+    camera = bundle.default_camera
+    template = bundle.avatar.prior.template.detach().cpu().numpy()
+    face_unit = float(
+        np.linalg.norm(template[topology.LEFT_EYE_OUTER] - template[topology.RIGHT_EYE_OUTER])
+    )
+    return LoadedAvatar(
+        id=avatar_id,
+        bundle=bundle,
+        camera=camera.resized(resolution, resolution),
+        cache=bundle.avatar.inference_cache(),
+        face_unit_metres=face_unit,
+        encoder_json=json.dumps(bundle.expression_encoder().to_json()),
+    )
+
+
+def render_avatar(
+    avatar: LoadedAvatar, frames: list[ExpressionFrame | None], background: float = 1.0
+) -> np.ndarray:
+    """Render B expression frames (None = neutral) of one avatar: [B, H, W, 3] uint8.
+
+    Called from the render worker thread, never from the event loop.
+    """
+    device = avatar.bundle.avatar.device
+    b, e = len(frames), avatar.expression_dim
+    codes = np.zeros((b, e), dtype=np.float32)
+    rotations = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (b, 1))
+    translations = np.zeros((b, 3), dtype=np.float32)
+    for i, frame in enumerate(frames):
+        if frame is not None:
+            codes[i] = frame.code
+            rotations[i] = frame.rotation_wxyz
+            translations[i] = frame.translation * avatar.face_unit_metres
+    pose = HeadPose(
+        torch.from_numpy(rotations).to(device), torch.from_numpy(translations).to(device)
+    )
+    with torch.inference_mode():
+        result = avatar.bundle.avatar.render(
+            torch.from_numpy(codes).to(device),
+            avatar.camera.to(device),
+            pose,
+            background=(background, background, background),
+            cache=avatar.cache,
+        )
+        rgb = result.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8)
+    return rgb.cpu().numpy()

@@ -1,0 +1,39 @@
+"""Server configuration (parsed only in cli.py, passed down explicitly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rooms: int = 32
+    max_participants_per_room: int = 8
+    max_sessions: int = 32  # per server process (one process per device)
+    max_message_bytes: int = 1024  # data-channel messages
+    max_messages_per_second: float = 120.0  # per participant, token bucket
+    video_seats: int = 4  # avatar video tracks a client may receive at most
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    avatar_dirs: tuple[Path, ...] = ()  # empty: the built-in demo avatar
+    device: str = "cpu"
+    resolution: int = 256  # rendered frames are resolution x resolution
+    fps: float = 30.0
+    secret: str | None = None  # with a secret, offers need a token
+    insecure_open: bool = False  # without a secret, accept non-loopback clients anyway
+    ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to aiortc
+    stamp_frames: bool = False  # debug: draw the rendered seq as a barcode (latency benchmark)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.resolution < 16 or self.resolution % 2:
+            raise ValueError(f"resolution must be an even number >= 16, got {self.resolution}")
+        if not 1 <= self.fps <= 120:
+            raise ValueError(f"fps must be within 1..120, got {self.fps}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be within 0..65535, got {self.port}")

@@ -1,0 +1,266 @@
+"""aiortc peer setup: one RTCPeerConnection per participant, its data channels and video seats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from npga.codes import decode_frame
+from telepresence.avatars import AvatarRegistry
+from telepresence.config import ServerConfig
+from telepresence.metrics import Metrics
+from telepresence.rooms import Participant, RoomRegistry
+from telepresence.tracks import AvatarTrack
+
+log = logging.getLogger(__name__)
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONNECT_TIMEOUT_S = 30.0
+
+
+class OfferError(Exception):
+    """A refused offer: ``status`` and a one-line message for the JSON answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class OfferRequest:
+    sdp: str
+    type: str
+    role: str
+    avatar: str | None
+    token: str | None
+    see_self: bool
+
+    @classmethod
+    def parse(cls, body: Any) -> OfferRequest:
+        if not isinstance(body, dict):
+            raise OfferError("offer must be a JSON object")
+        sdp, kind, role = body.get("sdp"), body.get("type"), body.get("role", "viewer")
+        if not isinstance(sdp, str) or not sdp.strip():
+            raise OfferError("offer needs 'sdp' (a non-empty string)")
+        if kind != "offer":
+            raise OfferError("'type' must be \"offer\"")
+        if role not in ("sender", "viewer"):
+            raise OfferError('\'role\' must be "sender" or "viewer"')
+        avatar, token = body.get("avatar"), body.get("token")
+        if avatar is not None and not isinstance(avatar, str):
+            raise OfferError("'avatar' must be a string")
+        if token is not None and not isinstance(token, str):
+            raise OfferError("'token' must be a string")
+        see_self = body.get("see_self", role == "sender")
+        if not isinstance(see_self, bool):
+            raise OfferError("'see_self' must be true or false")
+        return cls(sdp, kind, role, avatar, token, see_self)
+
+
+class PeerManager:
+    def __init__(
+        self,
+        config: ServerConfig,
+        avatars: AvatarRegistry,
+        rooms: RoomRegistry,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.avatars = avatars
+        self.rooms = rooms
+        self.metrics = metrics
+        self._peers: dict[str, tuple[RTCPeerConnection, Participant]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self._peers)
+
+    async def handle_offer(self, room_name: str, request: OfferRequest) -> dict[str, str]:
+        if not ROOM_NAME.match(room_name):
+            raise OfferError("room names are 1-64 letters, digits, '-' or '_'")
+        avatar_id = None
+        if request.role == "sender":
+            avatar_id = request.avatar or self.avatars.default_id
+            try:
+                self.avatars.get(avatar_id)
+            except KeyError as error:
+                raise OfferError(str(error.args[0]), status=404) from None
+        participant = self.rooms.join(room_name, request.role, avatar_id, request.see_self)
+        ice = [RTCIceServer(urls=url) for url in self.config.ice_servers]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self._peers[participant.id] = (pc, participant)
+        self._wire(pc, participant)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(request.sdp, request.type))
+        except Exception as error:  # aiortc raises ValueError, KeyError, ... on bad SDP
+            await self.close(participant.id)
+            self.metrics.inc("errors_total", kind="sdp")
+            raise OfferError(f"malformed SDP offer: {error or type(error).__name__}") from None
+        size = self.config.resolution
+        video = [t for t in pc.getTransceivers() if t.kind == "video"]
+        for seat, _ in enumerate(video[: self.config.limits.video_seats]):
+            pc.addTrack(AvatarTrack(self.rooms, participant, seat, self.config.fps, size))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        self._spawn(self._close_if_never_connected(participant.id))
+        self.metrics.inc("sessions_total", role=request.role)
+        return {
+            "sdp": pc.localDescription.sdp,
+            "type": pc.localDescription.type,
+            "participant": participant.id,
+        }
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_if_never_connected(self, participant_id: str) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        entry = self._peers.get(participant_id)
+        if entry is not None and entry[0].connectionState != "connected":
+            await self.close(participant_id)
+
+    def _wire(self, pc: RTCPeerConnection, participant: Participant) -> None:
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(participant.id)
+
+        @pc.on("datachannel")
+        def on_channel(channel: RTCDataChannel) -> None:
+            if channel.label == "expr":
+                channel.on("message", lambda message: self._on_expr(participant, message))
+            elif channel.label == "ctrl":
+                participant.send_ctrl = lambda msg: _send_json(channel, msg)
+                channel.on("message", lambda message: self._on_ctrl(participant, message))
+                channel.on("open", lambda: self._announce(participant))
+                if channel.readyState == "open":
+                    self._announce(participant)
+            else:
+                self.metrics.inc("errors_total", kind="channel")
+                channel.close()
+
+    def _announce(self, participant: Participant) -> None:
+        room = self.rooms.room_of(participant)
+        if room is not None:
+            self.rooms.announce(room)
+
+    def _error(self, participant: Participant, kind: str, message: str) -> None:
+        self.metrics.inc("errors_total", kind=kind)
+        if participant.send_ctrl is not None:
+            participant.send_ctrl({"type": "error", "kind": kind, "error": message})
+
+    def _on_expr(self, participant: Participant, message: Any) -> None:
+        limits = self.config.limits
+        if not participant.take_token(limits.max_messages_per_second):
+            self.metrics.inc("frames_dropped_total", reason="rate")
+            return
+        if not isinstance(message, bytes):
+            self._error(participant, "expr", "expr messages must be binary expression frames")
+            return
+        if len(message) > limits.max_message_bytes:
+            self._error(
+                participant,
+                "expr",
+                f"message of {len(message)} bytes exceeds {limits.max_message_bytes}",
+            )
+            return
+        if not participant.publishing:
+            self._error(participant, "expr", "viewers cannot send expression frames")
+            return
+        assert participant.avatar_id is not None
+        dim = self.avatars.get(participant.avatar_id).expression_dim
+        try:
+            frame = decode_frame(message, expected_dim=dim)
+        except ValueError as error:
+            self._error(participant, "expr", str(error))
+            return
+        if participant.accept(frame):
+            self.metrics.inc("frames_received_total")
+        else:
+            self.metrics.inc("frames_dropped_total", reason="stale")
+
+    def _on_ctrl(self, participant: Participant, message: Any) -> None:
+        if not isinstance(message, str) or len(message) > self.config.limits.max_message_bytes:
+            self._error(participant, "ctrl", "ctrl messages are JSON text of at most 1 KiB")
+            return
+        try:
+            request = json.loads(message)
+        except json.JSONDecodeError as error:
+            self._error(participant, "ctrl", f"ctrl message is not JSON ({error})")
+            return
+        kind = request.get("type") if isinstance(request, dict) else None
+        reply = participant.send_ctrl or (lambda _: None)
+        if kind == "calibrate":
+            reply({"type": "ack", "of": "calibrate"})  # senders calibrate their own neutral
+        elif kind == "stats":
+            reply(
+                {
+                    "type": "stats",
+                    "participant": participant.id,
+                    "frames_accepted": participant.frames_accepted,
+                    "frames_dropped": participant.frames_dropped,
+                    "rendered_seq": participant.rendered_seq,
+                }
+            )
+        elif kind == "avatar":
+            self._switch_avatar(participant, request.get("avatar"))
+        else:
+            self._error(participant, "ctrl", f"unknown ctrl message type {kind!r}")
+
+    def _switch_avatar(self, participant: Participant, avatar_id: Any) -> None:
+        if participant.role != "sender":
+            self._error(participant, "ctrl", "only senders choose an avatar")
+            return
+        try:
+            avatar = self.avatars.get(str(avatar_id))
+        except KeyError as error:
+            self._error(participant, "ctrl", str(error.args[0]))
+            return
+        participant.avatar_id = avatar.id
+        participant.latest = None  # codes of the old avatar's space mean nothing to the new one
+        participant.rendered = None
+        self._announce(participant)
+        if participant.send_ctrl is not None:
+            participant.send_ctrl(
+                {"type": "avatar", "avatar": avatar.id, "expression_dim": avatar.expression_dim}
+            )
+
+    async def close(self, participant_id: str) -> None:
+        entry = self._peers.pop(participant_id, None)
+        if entry is None:
+            return
+        pc, participant = entry
+        participant.send_ctrl = None
+        self.rooms.leave(participant)
+        for sender in pc.getSenders():
+            if sender.track is not None:
+                sender.track.stop()
+        await pc.close()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(pid) for pid in list(self._peers)))
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:
+    if channel.readyState == "open":
+        channel.send(json.dumps(message))

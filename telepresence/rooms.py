@@ -1,0 +1,149 @@
+"""Rooms and participants. Senders publish an avatar; everyone sees the room's senders."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from npga.codes import ExpressionFrame
+from telepresence.config import Limits
+
+SEQ_MODULUS = 2**32
+
+
+class JoinRefused(Exception):
+    """A join the limits do not allow; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 429) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def seq_is_newer(seq: int, last: int | None) -> bool:
+    """Serial-number arithmetic on u32: newer if ahead by less than half the range."""
+    if last is None:
+        return True
+    ahead = (seq - last) % SEQ_MODULUS
+    return 0 < ahead < SEQ_MODULUS // 2
+
+
+@dataclass
+class Participant:
+    id: str
+    room: str
+    role: str  # "sender" | "viewer"
+    avatar_id: str | None  # what a sender publishes
+    see_self: bool = False
+    latest: ExpressionFrame | None = None  # newest accepted expression frame
+    latest_received: float = 0.0  # time.monotonic() of that frame
+    rendered: np.ndarray | None = None  # [H*3/2, W] uint8 yuv420p, newest render
+    rendered_seq: int | None = None  # seq of the frame that render shows (None: neutral)
+    frames_accepted: int = 0
+    frames_dropped: int = 0
+    tokens: float = 0.0  # rate limit bucket
+    tokens_at: float = field(default_factory=time.monotonic)
+    send_ctrl: Callable[[dict[str, Any]], None] | None = None  # set by the peer
+
+    @property
+    def publishing(self) -> bool:
+        return self.role == "sender" and self.avatar_id is not None
+
+    def accept(self, frame: ExpressionFrame) -> bool:
+        """Keep ``frame`` if it is newer than what we have; stale and duplicate seqs are dropped."""
+        if not seq_is_newer(frame.seq, self.latest.seq if self.latest else None):
+            self.frames_dropped += 1
+            return False
+        self.latest = frame
+        self.latest_received = time.monotonic()
+        self.frames_accepted += 1
+        return True
+
+    def take_token(self, rate: float) -> bool:
+        """Token bucket of ``rate`` messages/s with one second of burst."""
+        now = time.monotonic()
+        self.tokens = min(rate, self.tokens + (now - self.tokens_at) * rate)
+        self.tokens_at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class Room:
+    name: str
+    participants: dict[str, Participant] = field(default_factory=dict)
+
+    def publishers(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.publishing]
+
+    def visible_to(self, viewer: Participant) -> list[Participant]:
+        """The senders ``viewer`` sees, in join order: video seat i shows entry i."""
+        return [p for p in self.publishers() if p is not viewer or viewer.see_self]
+
+
+class RoomRegistry:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._rooms: dict[str, Room] = {}
+        self._ids = itertools.count(1)
+
+    @property
+    def rooms(self) -> list[Room]:
+        return list(self._rooms.values())
+
+    def session_count(self) -> int:
+        return sum(len(r.participants) for r in self._rooms.values())
+
+    def join(self, room_name: str, role: str, avatar_id: str | None, see_self: bool) -> Participant:
+        room = self._rooms.get(room_name)
+        if room is None and len(self._rooms) >= self.limits.max_rooms:
+            raise JoinRefused(f"server is at its limit of {self.limits.max_rooms} rooms")
+        if self.session_count() >= self.limits.max_sessions:
+            raise JoinRefused(f"server is at its limit of {self.limits.max_sessions} sessions")
+        if room is not None and len(room.participants) >= self.limits.max_participants_per_room:
+            raise JoinRefused(
+                f"room {room_name!r} is full ({self.limits.max_participants_per_room} participants)"
+            )
+        room = self._rooms.setdefault(room_name, Room(room_name))
+        participant = Participant(
+            id=f"p{next(self._ids)}",
+            room=room_name,
+            role=role,
+            avatar_id=avatar_id,
+            see_self=see_self,
+            tokens=self.limits.max_messages_per_second,
+        )
+        room.participants[participant.id] = participant
+        self.announce(room)
+        return participant
+
+    def leave(self, participant: Participant) -> None:
+        room = self._rooms.get(participant.room)
+        if room is None or room.participants.pop(participant.id, None) is None:
+            return
+        if room.participants:
+            self.announce(room)
+        else:
+            del self._rooms[room.name]
+
+    def room_of(self, participant: Participant) -> Room | None:
+        return self._rooms.get(participant.room)
+
+    def publishers(self) -> list[Participant]:
+        return [p for room in self._rooms.values() for p in room.publishers()]
+
+    def announce(self, room: Room) -> None:
+        """Tell every participant which sender each of its video seats shows."""
+        for participant in room.participants.values():
+            if participant.send_ctrl is not None:
+                seats = [
+                    {"seat": i, "participant": p.id, "avatar": p.avatar_id}
+                    for i, p in enumerate(room.visible_to(participant)[: self.limits.video_seats])
+                ]
+                participant.send_ctrl({"type": "seats", "seats": seats})

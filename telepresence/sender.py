@@ -1,0 +1,188 @@
+"""Python sender/viewer client: an aiortc peer that sends expression frames and receives avatars."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from npga.codes import ExpressionFrame, encode_frame
+from npga.tracking import ExpressionBasis
+
+FrameCallback = Callable[[int, av.VideoFrame], None]
+
+
+class ClientError(RuntimeError):
+    """The server refused us or could not be reached; one line."""
+
+
+@dataclass
+class ClientStats:
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: dict[int, int] = field(default_factory=dict)  # per seat
+    ctrl_errors: list[str] = field(default_factory=list)
+    seats: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TelepresenceClient:
+    """One participant. ``seats`` recvonly video transceivers are offered (DESIGN: the server
+    attaches one avatar track to each; a ``seats`` ctrl message says who is in which)."""
+
+    def __init__(
+        self,
+        server: str,
+        room: str,
+        role: str,
+        *,
+        avatar: str | None = None,
+        token: str | None = None,
+        seats: int = 1,
+        see_self: bool | None = None,
+        ice_servers: tuple[str, ...] = (),
+        on_frame: FrameCallback | None = None,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.room = room
+        self.role = role
+        self.avatar = avatar
+        self.token = token
+        self.seats = seats
+        self.see_self = see_self if see_self is not None else role == "sender"
+        self.on_frame = on_frame
+        self.stats = ClientStats()
+        self.participant: str | None = None
+        ice = [RTCIceServer(urls=url) for url in ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        self._expr = self.pc.createDataChannel("expr", ordered=False, maxRetransmits=0)
+        self._ctrl = self.pc.createDataChannel("ctrl")
+        self._ctrl.on("message", self._on_ctrl)
+        self._receivers: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    async def fetch_encoder(self, avatar: str) -> ExpressionBasis:
+        data = await self._get_json(f"/api/avatars/{avatar}/encoder")
+        return ExpressionBasis.from_json(data)
+
+    async def fetch_avatars(self) -> list[dict[str, Any]]:
+        data = await self._get_json("/api/avatars")
+        return list(data["avatars"])
+
+    async def _get_json(self, path: str) -> Any:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(self.server + path) as response:
+                data = await response.json(content_type=None)
+                if response.status != 200:
+                    raise ClientError(f"{path}: {data.get('error', response.status)}")
+                return data
+        except aiohttp.ClientError as error:
+            raise ClientError(f"cannot reach {self.server}: {error}") from None
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        for _ in range(self.seats):
+            self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        body = {
+            "sdp": self.pc.localDescription.sdp,
+            "type": "offer",
+            "role": self.role,
+            "avatar": self.avatar,
+            "token": self.token,
+            "see_self": self.see_self,
+        }
+        url = f"{self.server}/api/rooms/{self.room}/offer"
+        try:
+            async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+                answer = await response.json(content_type=None)
+        except aiohttp.ClientError as error:
+            raise ClientError(f"cannot reach {self.server}: {error}") from None
+        if response.status != 200:
+            raise ClientError(f"offer refused ({response.status}): {answer.get('error')}")
+        self.participant = answer["participant"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise ClientError(
+                f"no WebRTC connection to {self.server} within {timeout:g} s"
+            ) from None
+
+    @property
+    def channels_open(self) -> bool:
+        return self._expr.readyState == "open" and self._ctrl.readyState == "open"
+
+    async def wait_channels(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.channels_open:
+            if time.monotonic() > deadline:
+                raise ClientError("data channels did not open")
+            await asyncio.sleep(0.02)
+
+    def send_frame(self, frame: ExpressionFrame) -> int:
+        """Send one expression frame if the channel is open; returns its size in bytes."""
+        data = encode_frame(frame)
+        return self.send_raw(data)
+
+    def send_raw(self, data: bytes | str) -> int:
+        if self._expr.readyState != "open":
+            return 0
+        self._expr.send(data)
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(data)
+        return len(data)
+
+    def send_ctrl(self, message: dict[str, Any] | str) -> None:
+        if self._ctrl.readyState == "open":
+            self._ctrl.send(message if isinstance(message, str) else json.dumps(message))
+
+    def _on_ctrl(self, message: Any) -> None:
+        try:
+            data = json.loads(message)
+        except (TypeError, json.JSONDecodeError):
+            return
+        if data.get("type") == "error":
+            self.stats.ctrl_errors.append(str(data.get("error")))
+        elif data.get("type") == "seats":
+            self.stats.seats = list(data.get("seats", []))
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState == "connected":
+            self._connected.set()
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "video":
+            return
+        transceivers = [t for t in self.pc.getTransceivers() if t.kind == "video"]
+        seat = next((i for i, t in enumerate(transceivers) if t.receiver.track is track), 0)
+        self._receivers.append(asyncio.ensure_future(self._receive(seat, track)))
+
+    async def _receive(self, seat: int, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.stats.frames_received[seat] = self.stats.frames_received.get(seat, 0) + 1
+                if self.on_frame is not None and isinstance(frame, av.VideoFrame):
+                    self.on_frame(seat, frame)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for task in self._receivers:
+            task.cancel()
+        await asyncio.gather(*self._receivers, return_exceptions=True)

@@ -1,0 +1,71 @@
+"""Video tracks that show the newest rendered frame of the sender in one of a client's seats."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+
+from telepresence.rooms import Participant, RoomRegistry
+
+VIDEO_CLOCK_RATE = 90_000
+VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
+
+
+def blank_frame(size: int, level: int = 235) -> np.ndarray:
+    """A flat light-grey yuv420p image [size*3/2, size] (an empty seat)."""
+    image = np.full((size * 3 // 2, size), 128, dtype=np.uint8)
+    image[:size] = level
+    return image
+
+
+class AvatarTrack(MediaStreamTrack):
+    """Seat ``seat`` of ``viewer``: paced at ``fps`` from an absolute monotonic schedule."""
+
+    kind = "video"
+
+    def __init__(
+        self, rooms: RoomRegistry, viewer: Participant, seat: int, fps: float, size: int
+    ) -> None:
+        super().__init__()
+        self._rooms = rooms
+        self._viewer = viewer
+        self._seat = seat
+        self._fps = fps
+        self._blank = blank_frame(size)
+        self._start: float | None = None
+        self._index = 0
+
+    def _current_image(self) -> np.ndarray:
+        room = self._rooms.room_of(self._viewer)
+        if room is not None:
+            visible = room.visible_to(self._viewer)
+            if self._seat < len(visible) and visible[self._seat].rendered is not None:
+                image = visible[self._seat].rendered
+                assert image is not None
+                return image
+        return self._blank
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            from aiortc.mediastreams import MediaStreamError
+
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            # next slot on the absolute schedule; a slow consumer skips slots, never queues
+            self._index = max(self._index + 1, math.floor((now - self._start) * self._fps))
+            delay = self._start + self._index / self._fps - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frame = av.VideoFrame.from_ndarray(self._current_image(), format="yuv420p")
+        frame.pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
