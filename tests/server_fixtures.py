@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-import aioice.ice
-import pytest
 from aiohttp.test_utils import TestServer
 
 from npga.bundle import AvatarBundle
@@ -15,7 +13,6 @@ from npga.model import AvatarConfig, default_camera, synthetic_avatar
 from telepresence.app import create_app
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
-from telepresence.ice import restrict_host_addresses
 
 SMALL_CONFIG = AvatarConfig(expression_dim=16, feature_dim=8, hidden_dim=16)
 TEST_SERVER_CONFIG = ServerConfig(resolution=64, fps=30.0)
@@ -29,13 +26,6 @@ def small_registry(resolution: int = 64) -> AvatarRegistry:
         for name, seed in (("anna", 0), ("ben", 1))
     }
     return AvatarRegistry.from_bundles(bundles, resolution)
-
-
-@pytest.fixture()
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep ICE on 127.0.0.1 (aioice skips loopback by default)."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
-    restrict_host_addresses(["127.0.0.1"])
 
 
 @asynccontextmanager

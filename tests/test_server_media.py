@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from npga.codes import ExpressionFrame
-from server_fixtures import loopback_ice, running_server, url  # noqa: F401
+from server_fixtures import running_server, url
 from telepresence.sender import TelepresenceClient
 
 
