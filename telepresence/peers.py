@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -57,6 +56,8 @@ class OfferRequest:
             raise OfferError("offer needs 'sdp' (a non-empty string)")
         if kind != "offer":
             raise OfferError("'type' must be \"offer\"")
+        if not sdp.lstrip().startswith("v=0") or "\nm=" not in sdp:
+            raise OfferError("malformed SDP offer: needs 'v=0' and at least one 'm=' section")
         if role not in ("sender", "viewer"):
             raise OfferError('\'role\' must be "sender" or "viewer"')
         avatar, token = body.get("avatar"), body.get("token")
@@ -83,7 +84,7 @@ class PeerManager:
         self.rooms = rooms
         self.metrics = metrics
         self._peers: dict[str, tuple[RTCPeerConnection, Participant]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdogs: dict[str, asyncio.Task[None]] = {}  # close peers that never connect
 
     @property
     def active(self) -> int:
@@ -116,18 +117,15 @@ class PeerManager:
             pc.addTrack(AvatarTrack(self.rooms, participant, seat, self.config.fps, size))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
-        self._spawn(self._close_if_never_connected(participant.id))
+        self._watchdogs[participant.id] = asyncio.create_task(
+            self._close_if_never_connected(participant.id)
+        )
         self.metrics.inc("sessions_total", role=request.role)
         return {
             "sdp": pc.localDescription.sdp,
             "type": pc.localDescription.type,
             "participant": participant.id,
         }
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _close_if_never_connected(self, participant_id: str) -> None:
         await asyncio.sleep(CONNECT_TIMEOUT_S)
@@ -242,6 +240,9 @@ class PeerManager:
             )
 
     async def close(self, participant_id: str) -> None:
+        watchdog = self._watchdogs.pop(participant_id, None)
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
         entry = self._peers.pop(participant_id, None)
         if entry is None:
             return
@@ -255,10 +256,6 @@ class PeerManager:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self._peers)))
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:

@@ -64,3 +64,134 @@ async def test_sender_codes_change_what_a_viewer_decodes() -> None:
             await viewer.close()
     assert (neutral < 200).mean() > 0.1  # a head, not an empty seat
     assert np.abs(moved - neutral).mean() > 2.0
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_two_senders_and_a_viewer_share_a_room() -> None:
+    async with running_server() as server:
+        a = TelepresenceClient(url(server), "room", "sender", avatar="anna", seats=0)
+        b = TelepresenceClient(url(server), "room", "sender", avatar="ben", seats=0)
+        frames = FrameLog()
+        viewer = TelepresenceClient(url(server), "room", "viewer", seats=2, on_frame=frames)
+        try:
+            for client in (a, b, viewer):
+                await client.connect()
+            await _until(lambda: len(viewer.stats.seats) == 2)
+            assert [s["avatar"] for s in viewer.stats.seats] == ["anna", "ben"]
+            await a.wait_channels()
+            await b.wait_channels()
+            a.send_frame(frame(1, np.zeros(16)))
+            b.send_frame(frame(1, np.zeros(16)))
+            await _until(lambda: {0, 1} <= set(frames.latest))
+            await asyncio.sleep(0.5)
+            first, second = frames.latest[0].astype(float), frames.latest[1].astype(float)
+        finally:
+            for client in (a, b, viewer):
+                await client.close()
+    assert (first < 200).mean() > 0.1 and (second < 200).mean() > 0.1
+    assert np.abs(first - second).mean() > 1.0  # two different avatars
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_join_leave_and_reconnect() -> None:
+    async with running_server() as server:
+        viewer = TelepresenceClient(url(server), "room", "viewer", seats=1)
+        await viewer.connect()
+        try:
+            for _ in range(2):  # join, leave, join again
+                sender = TelepresenceClient(url(server), "room", "sender", seats=0)
+                await sender.connect()
+                await _until(lambda: len(viewer.stats.seats) == 1)
+                await sender.close()
+                await _until(lambda: viewer.stats.seats == [])
+        finally:
+            await viewer.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_vanishing_peer_frees_its_resources() -> None:
+    from telepresence.app import PEERS, ROOMS
+
+    async with running_server() as server:
+        app = server.app
+        assert app is not None
+        await asyncio.sleep(0.2)
+        tasks_before = len(asyncio.all_tasks())
+        sender = TelepresenceClient(url(server), "room", "sender", seats=1)
+        await sender.connect()
+        await sender.wait_channels()
+        await _stream(sender, np.ones(16), 1, 0.5)
+        assert app[PEERS].active == 1
+        await sender.pc.close()  # gone mid-stream, no goodbye on ctrl
+        await _until(lambda: app[PEERS].active == 0 and not app[ROOMS].rooms)
+        await sender.close()
+        await asyncio.sleep(0.5)
+        leftover = [t for t in asyncio.all_tasks() if not t.done()]
+        assert len(leftover) <= tasks_before, [t.get_coro() for t in leftover]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() -> None:
+    from npga.codes import HEADER_SIZE, encode_frame
+    from telepresence.app import METRICS
+
+    async with running_server() as server:
+        app = server.app
+        assert app is not None
+        rogue = TelepresenceClient(url(server), "room", "sender", avatar="anna", seats=0)
+        good = TelepresenceClient(url(server), "room", "sender", avatar="ben", seats=0)
+        viewer = TelepresenceClient(url(server), "room", "viewer", seats=2)
+        try:
+            for client in (rogue, good, viewer):
+                await client.connect()
+            await rogue.wait_channels()
+            await good.wait_channels()
+            valid = encode_frame(frame(5, np.zeros(16)))
+            nan = valid[:HEADER_SIZE] + np.full(16, np.nan, dtype="<f2").tobytes()
+            abuse = [
+                b"\x00" * 2000,  # oversized
+                b"\x07garbled",  # wrong version, too short
+                nan,  # NaN code
+                "text, not bytes",  # wrong message kind
+                encode_frame(frame(6, np.zeros(8))),  # wrong code dimension
+            ]
+            streaming = asyncio.create_task(_stream(good, np.ones(16), 1, 2.0))
+            for message in abuse:
+                rogue.send_raw(message)
+            rogue.send_ctrl("{not json")
+            rogue.send_ctrl({"type": "launch-missiles"})
+            rogue.send_ctrl({"type": "avatar", "avatar": "zed"})
+            await _until(lambda: len(rogue.stats.ctrl_errors) >= 8)
+            before = viewer.stats.frames_received.get(1, 0)
+            await streaming
+            after = viewer.stats.frames_received.get(1, 0)
+        finally:
+            for client in (rogue, good, viewer):
+                await client.close()
+        errors = " | ".join(rogue.stats.ctrl_errors)
+        for expected in (
+            "exceeds 1024",
+            "expression frame too short",
+            "code contains NaN",
+            "must be binary",
+            "does not match the avatar's 16",
+            "not JSON",
+            "unknown ctrl message type",
+            "unknown avatar 'zed'",
+        ):
+            assert expected in errors
+        assert after - before > 10  # the well-behaved sender's avatar kept coming
+        assert app[METRICS].counter("frames_received_total") > 30
+        assert app[METRICS].counter("errors_total", kind="expr") == 5

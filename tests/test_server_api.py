@@ -1,0 +1,171 @@
+"""HTTP API of the server: routes, validation, tokens, limits — every refusal a clear error."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiortc import RTCPeerConnection
+
+from server_fixtures import TEST_SERVER_CONFIG, small_registry
+from telepresence.app import create_app
+from telepresence.auth import TokenError, mint_token, verify_token
+from telepresence.config import Limits, ServerConfig
+
+
+async def _client(config: ServerConfig = TEST_SERVER_CONFIG) -> TestClient:
+    client = TestClient(TestServer(create_app(config, small_registry()), host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
+async def _real_offer() -> tuple[RTCPeerConnection, dict[str, str]]:
+    pc = RTCPeerConnection()
+    pc.createDataChannel("expr")
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, {"sdp": pc.localDescription.sdp, "type": "offer"}
+
+
+@pytest.mark.asyncio
+async def test_health_avatars_encoder_and_metrics() -> None:
+    client = await _client()
+    try:
+        health = await (await client.get("/healthz")).json()
+        assert health["status"] == "ok" and health["avatars"] == ["anna", "ben"]
+        avatars = (await (await client.get("/api/avatars")).json())["avatars"]
+        assert {a["id"] for a in avatars} == {"anna", "ben"}
+        response = await client.get("/api/avatars/anna/encoder")
+        encoder = await response.json()
+        assert response.headers["Cache-Control"].startswith("public")
+        assert encoder["format"] == "npga-expression-basis" and encoder["dim"] == 16
+        missing = await client.get("/api/avatars/zed/encoder")
+        assert missing.status == 404 and "unknown avatar 'zed'" in (await missing.json())["error"]
+        text = await (await client.get("/metrics")).text()
+        assert "telepresence_sessions_active 0" in text
+        assert (await client.get("/")).status == 200
+    finally:
+        await client.close()
+
+
+SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+
+
+def _offer(**fields: object) -> bytes:
+    return json.dumps({"sdp": SDP, "type": "offer", **fields}).encode()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (b'{"type": "offer"}', 400, "needs 'sdp'"),
+        (_offer(type="answer"), 400, "'type' must be"),
+        (_offer(role="admin"), 400, "'role' must be"),
+        (_offer(sdp="garbage"), 400, "malformed SDP offer"),
+        (_offer(sdp="v=0\r\nm=video 9 NOPE\r\nx=\x00"), 400, "malformed SDP offer"),
+        (_offer(role="sender", avatar="zed"), 404, "unknown avatar 'zed'"),
+        (_offer(see_self="yes"), 400, "'see_self' must be"),
+    ],
+)
+async def test_bad_offers_get_clear_errors(body: bytes, status: int, message: str) -> None:
+    client = await _client()
+    try:
+        response = await client.post(
+            "/api/rooms/r/offer", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status == status
+        assert message in (await response.json())["error"]
+        assert (await client.get("/healthz")).status == 200  # still serving
+        assert "telepresence_errors_total" in await (await client.get("/metrics")).text()
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_bad_room_names_are_refused() -> None:
+    client = await _client()
+    try:
+        response = await client.post(
+            "/api/rooms/bad%20room!/offer",
+            data=_offer(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status == 400 and "room names" in (await response.json())["error"]
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_tokens_scope_room_role_and_expiry() -> None:
+    client = await _client(replace(TEST_SERVER_CONFIG, secret="s3cret"))
+    peers = []
+    try:
+        cases = [
+            (None, 401, "needs a token"),
+            ("garbage", 403, "malformed token"),
+            (mint_token("other", "r", "viewer", 60), 403, "bad token signature"),
+            (mint_token("s3cret", "elsewhere", "viewer", 60), 403, "another room"),
+            (mint_token("s3cret", "r", "sender", 60), 403, "does not grant the viewer role"),
+            (mint_token("s3cret", "r", "viewer", 1, now=time.time() - 10), 403, "token expired"),
+        ]
+        for token, status, message in cases:
+            pc, offer = await _real_offer()
+            peers.append(pc)
+            response = await client.post(
+                "/api/rooms/r/offer", json={**offer, "role": "viewer", "token": token}
+            )
+            assert response.status == status, token
+            assert message in (await response.json())["error"]
+        pc, offer = await _real_offer()
+        peers.append(pc)
+        good = mint_token("s3cret", "r", "viewer", 60)
+        response = await client.post("/api/rooms/r/offer", json={**offer, "token": good})
+        assert response.status == 200
+        assert (await response.json())["type"] == "answer"
+    finally:
+        for pc in peers:
+            await pc.close()
+        await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_full_room_and_server_limits() -> None:
+    limits = Limits(max_participants_per_room=2, max_rooms=2, max_sessions=3)
+    client = await _client(replace(TEST_SERVER_CONFIG, limits=limits))
+    peers = []
+
+    async def join(room: str) -> tuple[int, dict[str, str]]:
+        pc, offer = await _real_offer()
+        peers.append(pc)
+        response = await client.post(f"/api/rooms/{room}/offer", json=offer)
+        return response.status, await response.json()
+
+    try:
+        assert (await join("a"))[0] == 200
+        assert (await join("a"))[0] == 200
+        status, body = await join("a")
+        assert status == 429 and "room 'a' is full" in body["error"]
+        assert (await join("b"))[0] == 200
+        status, body = await join("c")
+        assert status == 429 and "limit of" in body["error"]
+    finally:
+        for pc in peers:
+            await pc.close()
+        await client.close()
+
+
+def test_token_round_trip() -> None:
+    token = mint_token("k", "room", "sender", 30)
+    verify_token("k", token, "room", "sender")
+    with pytest.raises(TokenError, match="expired"):
+        verify_token("k", token, "room", "sender", now=time.time() + 60)
+    with pytest.raises(ValueError, match="role must be"):
+        mint_token("k", "room", "boss", 30)
