@@ -56,6 +56,9 @@ class Metrics:
     def observe(self, name: str, value_ms: float) -> None:
         self._histograms.setdefault(name, Histogram()).observe(value_ms)
 
+    def histogram(self, name: str) -> Histogram | None:
+        return self._histograms.get(name)
+
     def counter(self, name: str, **labels: str) -> float:
         return self._counters[name].get(_labels(labels), 0.0)
 

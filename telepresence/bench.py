@@ -1,0 +1,89 @@
+"""``telepresence bench``: a server and N Python senders on loopback, measured end to end.
+
+Each session publishes the demo avatar, watches its own avatar (one seat), and sends synthetic
+expression frames at 30 fps. The server stamps the seq of the frame it rendered into the video
+(``stamp_frames``); the client reads it back after decoding, so latency = decode time of the
+first frame showing seq s - capture time of s, on one clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from aiortc.stats import RTCTransportStats
+
+from telepresence.app import AVATARS, METRICS, create_app
+from telepresence.config import ServerConfig
+from telepresence.ice import restrict_host_addresses
+from telepresence.probe import FrameProbe
+from telepresence.sender import TelepresenceClient
+from telepresence.sources import SendOptions, synthetic_frames
+
+
+async def _bytes_received(client: TelepresenceClient) -> int:
+    report = await client.pc.getStats()
+    return sum(s.bytesReceived for s in report.values() if isinstance(s, RTCTransportStats))
+
+
+async def _session(base_url: str, room: str, dim: int, seconds: float) -> dict[str, Any]:
+    probe = FrameProbe()
+    client = TelepresenceClient(base_url, room, "sender", seats=1, see_self=True, on_frame=probe)
+    await client.connect()
+    await client.wait_channels()
+    bytes_before, start = await _bytes_received(client), time.monotonic()
+    async for frame in synthetic_frames(dim, SendOptions(seconds=seconds)):
+        probe.sent(frame.seq, frame.timestamp)
+        client.send_frame(frame)
+    await asyncio.sleep(0.3)  # the last frames in flight
+    elapsed = time.monotonic() - start
+    downlink = (await _bytes_received(client) - bytes_before) * 8 / elapsed / 1e3
+    await client.close()
+    probe.close()
+    return {
+        **probe.summary(),
+        "distinct_avatar_fps": round(len(probe.distinct_seqs) / elapsed, 2),
+        "uplink_bytes_per_frame": round(
+            client.stats.bytes_sent / max(client.stats.frames_sent, 1), 1
+        ),
+        "downlink_kbps": round(downlink, 1),
+    }
+
+
+async def run_bench(config: ServerConfig, sessions: int, seconds: float) -> dict[str, Any]:
+    restrict_host_addresses(["127.0.0.1"])  # benchmark traffic stays on loopback
+    app = create_app(replace(config, host="127.0.0.1", port=0, stamp_frames=True))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
+        results = await asyncio.gather(
+            *(_session(base_url, f"bench{i}", dim, seconds) for i in range(sessions))
+        )
+        render = app[METRICS].histogram("render_ms")
+    finally:
+        await runner.cleanup()
+    latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r["e2e_latency_ms_p95"]]
+    return {
+        "benchmark": "telepresence",
+        "sessions": sessions,
+        "seconds": seconds,
+        "resolution": config.resolution,
+        "device": config.device,
+        "server_render_ms_mean": round(render.total / render.count, 2) if render else None,
+        "server_renders": render.count if render else 0,
+        "worst_e2e_latency_ms_p95": max(latencies_p95) if latencies_p95 else None,
+        "min_fps_received": min(r["fps_received"] for r in results),
+        "mean_distinct_avatar_fps": round(
+            float(np.mean([r["distinct_avatar_fps"] for r in results])), 2
+        ),
+        "per_session": results,
+    }

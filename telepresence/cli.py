@@ -1,0 +1,288 @@
+"""``telepresence``: serve avatars, send expression frames, mint tokens, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from npga.codes import ExpressionFrame
+from npga.recording import RecordingError, load_recording
+from npga.tracking.sources import SourceError
+from telepresence.app import AVATARS, create_app
+from telepresence.auth import mint_token
+from telepresence.bench import run_bench
+from telepresence.config import ServerConfig
+from telepresence.ice import restrict_host_addresses
+from telepresence.probe import FrameProbe
+from telepresence.sender import ClientError, TelepresenceClient
+from telepresence.sources import SendOptions, recording_frames, synthetic_frames, tracked_frames
+
+DEMO_ROOM = "demo"
+
+
+class CliError(Exception):
+    """A user error: one line on stderr, exit status 2."""
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+        return value
+
+    return parse
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    try:
+        return ServerConfig(
+            host=args.host,
+            port=args.port,
+            avatar_dirs=tuple(args.avatar or ()),
+            device=args.device,
+            resolution=args.resolution,
+            fps=args.fps,
+            secret=args.secret,
+            insecure_open=args.insecure_open,
+            ice_servers=tuple(args.ice_server or ()),
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+
+async def _serve(config: ServerConfig, demo_sender: bool) -> None:
+    try:
+        app = create_app(config)
+    except (ValueError, RuntimeError) as error:
+        raise CliError(str(error)) from None
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise CliError(f"cannot listen on {config.host}:{config.port} ({error.strerror})") from None
+    base = (
+        f"http://{'127.0.0.1' if config.host in ('0.0.0.0', '::') else config.host}:{config.port}"
+    )
+    print(f"serving on {base} (avatars: {', '.join(app[AVATARS].ids)})", flush=True)
+    sender = None
+    try:
+        if demo_sender:
+            sender = asyncio.create_task(_demo_sender(base, config))
+            watch = f"telepresence send --server {base} --room {DEMO_ROOM} --view-only"
+            print(
+                f"built-in sender publishing in room {DEMO_ROOM!r}; watch it with: "
+                f"{watch} --record demo.mp4 --seconds 10",
+                flush=True,
+            )
+        await asyncio.Event().wait()
+    finally:
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+        await runner.cleanup()
+
+
+async def _demo_sender(base: str, config: ServerConfig) -> None:
+    """A real WebRTC peer in this process that keeps the default avatar moving."""
+    client = TelepresenceClient(base, DEMO_ROOM, "sender", seats=0)
+    try:
+        avatars = await client.fetch_avatars()
+        await client.connect()
+        await client.wait_channels()
+        dim = int(avatars[0]["expression_dim"])
+        async for frame in synthetic_frames(dim, SendOptions(fps=config.fps)):
+            client.send_frame(frame)
+    finally:
+        await client.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    config = _server_config(args)
+    if args.ice_host_address:
+        restrict_host_addresses(args.ice_host_address)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(config, args.demo_sender))
+
+
+async def _frames(
+    args: argparse.Namespace, client: TelepresenceClient, avatar: dict
+) -> AsyncIterator:
+    options = SendOptions(seconds=args.seconds)
+    dim = int(avatar["expression_dim"])
+    if args.codes is not None:
+        try:
+            recording = load_recording(args.codes)
+        except RecordingError as error:
+            raise CliError(str(error)) from None
+        if recording.expression_dim != dim:
+            raise CliError(
+                f"{args.codes}: codes have {recording.expression_dim} dims, avatar "
+                f"{avatar['id']!r} needs {dim}"
+            )
+        return recording_frames(recording, SendOptions(seconds=args.seconds, loop=args.loop))
+    if args.synthetic:
+        return synthetic_frames(dim, options)
+    basis = await client.fetch_encoder(avatar["id"])
+    spec = str(args.camera) if args.camera is not None else str(args.video)
+    return tracked_frames(spec, basis, options)
+
+
+async def _send(args: argparse.Namespace) -> dict[str, Any]:
+    role = "viewer" if args.view_only else "sender"
+    probe = FrameProbe(record_path=args.record)
+    client = TelepresenceClient(
+        args.server, args.room, role, avatar=args.avatar, token=args.token, seats=args.seats,
+        ice_servers=tuple(args.ice_server or ()), on_frame=probe,
+    )  # fmt: skip
+    try:
+        avatars = {a["id"]: a for a in await client.fetch_avatars()}
+        avatar_id = args.avatar or sorted(avatars)[0]
+        if avatar_id not in avatars:
+            raise CliError(
+                f"unknown avatar {avatar_id!r} (server has: {', '.join(sorted(avatars))})"
+            )
+        await client.connect()
+        await client.wait_channels()
+        if args.view_only:
+            await asyncio.sleep(args.seconds or 10.0)
+        else:
+            frames: AsyncIterator[ExpressionFrame] = await _frames(args, client, avatars[avatar_id])
+            async for frame in frames:
+                probe.sent(frame.seq, frame.timestamp)
+                client.send_frame(frame)
+            await asyncio.sleep(0.3)
+    finally:
+        await client.close()
+        probe.close()
+    stats = client.stats
+    return {
+        **probe.summary(),
+        "frames_sent": stats.frames_sent,
+        "uplink_bytes_per_frame": round(stats.bytes_sent / max(stats.frames_sent, 1), 1),
+        "server_errors": stats.ctrl_errors[:20],
+    }
+
+
+def cmd_send(args: argparse.Namespace) -> None:
+    if args.show:
+        raise CliError("--show needs an OpenCV build with a display; use --record FILE.mp4")
+    sources = [
+        args.camera is not None,
+        args.video is not None,
+        args.codes is not None,
+        args.synthetic,
+    ]
+    if not args.view_only and sum(sources) != 1:
+        raise CliError("choose one source: --camera N, --video FILE, --codes FILE or --synthetic")
+    try:
+        summary = asyncio.run(_send(args))
+    except (ClientError, SourceError) as error:
+        raise CliError(str(error)) from None
+    print(json.dumps(summary))
+    if args.stats_json is not None:
+        args.stats_json.write_text(json.dumps(summary, indent=1))
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    print(mint_token(args.secret, args.room, args.role, args.ttl))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    config = ServerConfig(resolution=args.resolution, device=args.device, fps=args.fps)
+    report = asyncio.run(run_bench(config, args.sessions, args.seconds))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=1))
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--avatar", type=Path, action="append", help="avatar bundle dir (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--resolution", type=_positive(int), default=256)
+    p.add_argument("--fps", type=_positive(float), default=30.0)
+    p.add_argument("--secret", help="require HMAC tokens (telepresence token ...)")
+    p.add_argument(
+        "--insecure-open", action="store_true", help="accept non-loopback clients without tokens"
+    )
+    p.add_argument("--ice-server", action="append", help="stun:/turn: URL (repeatable)")
+    p.add_argument("--ice-host-address", action="append", help="offer only these host candidates")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telepresence", description="NPGA avatar telepresence.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the WebRTC avatar server")
+    _add_server_options(serve)
+    serve.add_argument(
+        "--demo-sender", action="store_true", help=f"move the default avatar in room {DEMO_ROOM!r}"
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    send = commands.add_parser("send", help="send expression frames and receive the avatar")
+    send.add_argument("--server", default="http://127.0.0.1:8080")
+    send.add_argument("--room", required=True)
+    source = send.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, help="camera index")
+    source.add_argument("--video", type=Path, help="video file to track")
+    source.add_argument("--codes", type=Path, help="code recording (.npz) to replay")
+    source.add_argument("--synthetic", action="store_true", help="synthetic codes")
+    source.add_argument("--view-only", action="store_true", help="join as a viewer")
+    send.add_argument("--avatar", help="avatar id (default: the server's first)")
+    send.add_argument("--token")
+    send.add_argument("--seats", type=_positive(int), default=1, help="avatar videos to receive")
+    send.add_argument("--record", type=Path, help="write the received avatar (seat 0) to .mp4")
+    send.add_argument("--show", action="store_true", help="show the received avatar in a window")
+    send.add_argument("--seconds", type=_positive(float), help="stop after this long")
+    send.add_argument("--loop", action="store_true", help="replay --codes forever")
+    send.add_argument("--stats-json", type=Path, help="write the session's stats here")
+    send.add_argument("--ice-server", action="append", help="stun:/turn: URL (repeatable)")
+    send.set_defaults(run=cmd_send)
+
+    token = commands.add_parser("token", help="mint a room token")
+    token.add_argument("--secret", required=True)
+    token.add_argument("--room", required=True)
+    token.add_argument("--role", choices=("sender", "viewer"), required=True)
+    token.add_argument("--ttl", type=_positive(float), default=3600.0, help="seconds")
+    token.set_defaults(run=cmd_token)
+
+    bench = commands.add_parser("bench", help="end-to-end benchmark on loopback")
+    bench.add_argument("--sessions", type=_positive(int), default=1)
+    bench.add_argument("--seconds", type=_positive(float), default=10.0)
+    bench.add_argument("--resolution", type=_positive(int), default=256)
+    bench.add_argument("--fps", type=_positive(float), default=30.0)
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--json", action="store_true", help="one JSON line")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CliError as error:
+        print(f"telepresence: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
