@@ -1,0 +1,58 @@
+"""The ``telepresence`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from telepresence.auth import verify_token
+from telepresence.cli import main
+
+
+def _telepresence(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telepresence.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "--secret", "k", "--room", "r", "--role", "sender", "--ttl", "60"]) == 0
+    verify_token("k", capsys.readouterr().out.strip(), "r", "sender")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send", "--room", "r", "--synthetic", "--server", "http://127.0.0.1:9"], "cannot reach"),
+        (["send", "--room", "r"], "choose one source"),
+        (["send", "--room", "r", "--synthetic", "--show"], "--show needs an OpenCV build"),
+        (["serve", "--resolution", "15"], "resolution must be an even number"),
+        (["bench", "--sessions", "0"], "expected a positive number"),
+    ],
+)
+def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:
+    result = _telepresence(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
+    result = _telepresence(
+        "bench", "--sessions", "1", "--seconds", "3", "--resolution", "64", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    session = report["per_session"][0]
+    assert session["uplink_bytes_per_frame"] == 52 + 2 * 48
+    assert session["fps_received"] > 15
+    assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
+    assert session["downlink_kbps"] > 10
+    assert report["server_render_ms_mean"] > 0
