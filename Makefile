@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo demo-offline test lint typecheck unit bench clean
 
 # torch first: 2.13.0 is a CPU build on local disk; a bare `torch` would pull a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -16,7 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The live demo: server + built-in avatar + built-in sender (room "demo"); Ctrl-C to stop.
 demo: install
+	$(BIN)/telepresence serve --demo-sender --port 8080
+
+# Offline: build an avatar bundle, synthesise codes, render a video on the CPU.
+demo-offline: install
 	$(BIN)/npga make-avatar $(DEMO_DIR)/avatar --gaussians 20000
 	$(BIN)/npga make-codes $(DEMO_DIR)/codes.npz --avatar $(DEMO_DIR)/avatar --seconds 4
 	$(BIN)/npga render $(DEMO_DIR)/avatar --codes $(DEMO_DIR)/codes.npz \
@@ -37,6 +42,8 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/npga bench render --device cpu --gaussians 20000 --resolution 256 --json --compare-naive
+	$(BIN)/npga bench track --json
+	$(BIN)/telepresence bench --sessions 1 --seconds 10 --resolution 256 --json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

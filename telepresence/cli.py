@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,10 +114,21 @@ async def _demo_sender(base: str, config: ServerConfig) -> None:
         await client.close()
 
 
+def _loopback_host(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     config = _server_config(args)
     if args.ice_host_address:
         restrict_host_addresses(args.ice_host_address)
+    elif _loopback_host(config.host):
+        restrict_host_addresses(["127.0.0.1"])  # a local server: keep media on loopback too
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config, args.demo_sender))
 
@@ -190,6 +203,8 @@ def cmd_send(args: argparse.Namespace) -> None:
     ]
     if not args.view_only and sum(sources) != 1:
         raise CliError("choose one source: --camera N, --video FILE, --codes FILE or --synthetic")
+    if _loopback_host(urllib.parse.urlsplit(args.server).hostname):
+        restrict_host_addresses(["127.0.0.1"])  # talking to a local server: stay on loopback
     try:
         summary = asyncio.run(_send(args))
     except (ClientError, SourceError) as error:
@@ -221,7 +236,11 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
         "--insecure-open", action="store_true", help="accept non-loopback clients without tokens"
     )
     p.add_argument("--ice-server", action="append", help="stun:/turn: URL (repeatable)")
-    p.add_argument("--ice-host-address", action="append", help="offer only these host candidates")
+    p.add_argument(
+        "--ice-host-address",
+        action="append",
+        help="offer only these host candidates (default: 127.0.0.1 when --host is loopback)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
