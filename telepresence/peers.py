@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,14 @@ class PeerManager:
         limits = self.config.limits
         if not participant.take_token(limits.max_messages_per_second):
             self.metrics.inc("frames_dropped_total", reason="rate")
+            now = time.monotonic()
+            if now - participant.rate_error_at > 1.0:  # say it at most once a second
+                participant.rate_error_at = now
+                self._error(
+                    participant,
+                    "rate",
+                    f"over {limits.max_messages_per_second:g} messages/s: extra messages dropped",
+                )
             return
         if not isinstance(message, bytes):
             self._error(participant, "expr", "expr messages must be binary expression frames")

@@ -47,6 +47,7 @@ class Participant:
     frames_dropped: int = 0
     tokens: float = 0.0  # rate limit bucket
     tokens_at: float = field(default_factory=time.monotonic)
+    rate_error_at: float = 0.0  # when the last rate-limit error was sent
     send_ctrl: Callable[[dict[str, Any]], None] | None = None  # set by the peer
 
     @property

@@ -170,10 +170,12 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             streaming = asyncio.create_task(_stream(good, np.ones(16), 1, 2.0))
             for message in abuse:
                 rogue.send_raw(message)
+            for seq in range(200, 400):  # a flood far over 120 messages/s
+                rogue.send_frame(frame(seq, np.zeros(16)))
             rogue.send_ctrl("{not json")
             rogue.send_ctrl({"type": "launch-missiles"})
             rogue.send_ctrl({"type": "avatar", "avatar": "zed"})
-            await _until(lambda: len(rogue.stats.ctrl_errors) >= 8)
+            await _until(lambda: len(rogue.stats.ctrl_errors) >= 9)
             before = viewer.stats.frames_received.get(1, 0)
             await streaming
             after = viewer.stats.frames_received.get(1, 0)
@@ -190,6 +192,7 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             "not JSON",
             "unknown ctrl message type",
             "unknown avatar 'zed'",
+            "over 120 messages/s",
         ):
             assert expected in errors
         assert after - before > 10  # the well-behaved sender's avatar kept coming
