@@ -17,10 +17,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.sdp import SessionDescription
 
 from npga.codes import decode_frame
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
+from telepresence.encode import X264Encoder, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.tracks import AvatarTrack
@@ -112,12 +114,23 @@ class PeerManager:
             await self.close(participant.id)
             self.metrics.inc("errors_total", kind="sdp")
             raise OfferError(f"malformed SDP offer: {error or type(error).__name__}") from None
-        size = self.config.resolution
+        size, fps = self.config.resolution, self.config.fps
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        for seat, _ in enumerate(video[: self.config.limits.video_seats]):
-            pc.addTrack(AvatarTrack(self.rooms, participant, seat, self.config.fps, size))
+        tracks = [
+            AvatarTrack(self.rooms, participant, seat, fps, size)
+            for seat in range(min(len(video), self.config.limits.video_seats))
+        ]
+        senders = [pc.addTrack(track) for track in tracks]
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
+        codecs = negotiated_video_codecs(pc.localDescription.sdp)
+        for track, sender in zip(tracks, senders, strict=True):
+            mid = next(t.mid for t in pc.getTransceivers() if t.sender is sender)
+            if codecs.get(mid) == "video/H264":
+                encoder = X264Encoder(size, size, fps)
+                track.use_encoder(encoder)
+                watch_rtcp(sender, encoder)
+        self.metrics.inc("video_tracks_total", len(tracks))
         self._watchdogs[participant.id] = asyncio.create_task(
             self._close_if_never_connected(participant.id)
         )
@@ -265,6 +278,16 @@ class PeerManager:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self._peers)))
+
+
+def negotiated_video_codecs(sdp: str) -> dict[str | None, str]:
+    """mid -> the codec chosen for that video section of an answer (its first payload type)."""
+    description = SessionDescription.parse(sdp)
+    return {
+        media.rtp.muxId: media.rtp.codecs[0].mimeType
+        for media in description.media
+        if media.kind == "video" and media.rtp.codecs
+    }
 
 
 def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:

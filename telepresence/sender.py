@@ -17,6 +17,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -56,6 +57,7 @@ class TelepresenceClient:
         see_self: bool | None = None,
         ice_servers: tuple[str, ...] = (),
         on_frame: FrameCallback | None = None,
+        prefer_h264: bool = True,
     ) -> None:
         self.server = server.rstrip("/")
         self.room = room
@@ -65,6 +67,7 @@ class TelepresenceClient:
         self.seats = seats
         self.see_self = see_self if see_self is not None else role == "sender"
         self.on_frame = on_frame
+        self.prefer_h264 = prefer_h264
         self.stats = ClientStats()
         self.participant: str | None = None
         ice = [RTCIceServer(urls=url) for url in ice_servers]
@@ -96,8 +99,13 @@ class TelepresenceClient:
             raise ClientError(f"cannot reach {self.server}: {error}") from None
 
     async def connect(self, timeout: float = 20.0) -> None:
+        capabilities = RTCRtpReceiver.getCapabilities("video")
+        codecs = capabilities.codecs if capabilities is not None else []
+        if self.prefer_h264:  # the server sends tuned x264 packets; VP8 stays as a fallback
+            codecs = sorted(codecs, key=lambda c: c.mimeType != "video/H264")
         for _ in range(self.seats):
-            self.pc.addTransceiver("video", direction="recvonly")
+            transceiver = self.pc.addTransceiver("video", direction="recvonly")
+            transceiver.setCodecPreferences(codecs)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body = {
             "sdp": self.pc.localDescription.sdp,

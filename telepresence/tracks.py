@@ -11,6 +11,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack
 
+from telepresence.encode import X264Encoder
 from telepresence.rooms import Participant, RoomRegistry
 
 VIDEO_CLOCK_RATE = 90_000
@@ -25,7 +26,11 @@ def blank_frame(size: int, level: int = 235) -> np.ndarray:
 
 
 class AvatarTrack(MediaStreamTrack):
-    """Seat ``seat`` of ``viewer``: paced at ``fps`` from an absolute monotonic schedule."""
+    """Seat ``seat`` of ``viewer``: paced at ``fps`` from an absolute monotonic schedule.
+
+    Sends raw frames (aiortc encodes them, VP8) unless :meth:`use_encoder` gave it an H.264
+    encoder: then it sends pre-encoded packets, encoded in a worker thread.
+    """
 
     kind = "video"
 
@@ -40,6 +45,10 @@ class AvatarTrack(MediaStreamTrack):
         self._blank = blank_frame(size)
         self._start: float | None = None
         self._index = 0
+        self.encoder: X264Encoder | None = None
+
+    def use_encoder(self, encoder: X264Encoder) -> None:
+        self.encoder = encoder
 
     def _current_image(self) -> np.ndarray:
         room = self._rooms.room_of(self._viewer)
@@ -51,7 +60,7 @@ class AvatarTrack(MediaStreamTrack):
                 return image
         return self._blank
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> av.VideoFrame | av.Packet:
         if self.readyState != "live":
             from aiortc.mediastreams import MediaStreamError
 
@@ -65,7 +74,15 @@ class AvatarTrack(MediaStreamTrack):
             delay = self._start + self._index / self._fps - now
             if delay > 0:
                 await asyncio.sleep(delay)
+        pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
+        if self.encoder is not None:
+            loop = asyncio.get_running_loop()
+            packets = await loop.run_in_executor(
+                None, self.encoder.encode, self._current_image(), pts
+            )
+            if packets:  # x264 with zerolatency emits one packet per frame
+                return packets[0]
         frame = av.VideoFrame.from_ndarray(self._current_image(), format="yuv420p")
-        frame.pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
+        frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         return frame

@@ -198,3 +198,30 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
         assert after - before > 10  # the well-behaved sender's avatar kept coming
         assert app[METRICS].counter("frames_received_total") > 30
         assert app[METRICS].counter("errors_total", kind="expr") == 5
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+@pytest.mark.parametrize(("prefer_h264", "codec"), [(True, "video/H264"), (False, "video/VP8")])
+async def test_tuned_h264_when_offered_and_vp8_as_the_fallback(
+    prefer_h264: bool, codec: str
+) -> None:
+    from telepresence.peers import negotiated_video_codecs
+
+    async with running_server() as server:
+        sender = TelepresenceClient(url(server), "r", "sender", seats=0)
+        frames = FrameLog()
+        viewer = TelepresenceClient(
+            url(server), "r", "viewer", seats=1, on_frame=frames, prefer_h264=prefer_h264
+        )
+        try:
+            await sender.connect()
+            await sender.wait_channels()
+            await viewer.connect()
+            chosen = negotiated_video_codecs(viewer.pc.remoteDescription.sdp)
+            await _stream(sender, np.ones(16), 1, 1.0)
+        finally:
+            await sender.close()
+            await viewer.close()
+    assert list(chosen.values()) == [codec]
+    assert (frames.latest[0] < 200).mean() > 0.1  # decoded avatar frames
