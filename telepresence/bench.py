@@ -30,9 +30,13 @@ async def _bytes_received(client: TelepresenceClient) -> int:
     return sum(s.bytesReceived for s in report.values() if isinstance(s, RTCTransportStats))
 
 
-async def _session(base_url: str, room: str, dim: int, seconds: float) -> dict[str, Any]:
+async def _session(
+    base_url: str, room: str, dim: int, seconds: float, prefer_h264: bool
+) -> dict[str, Any]:
     probe = FrameProbe()
-    client = TelepresenceClient(base_url, room, "sender", seats=1, see_self=True, on_frame=probe)
+    client = TelepresenceClient(
+        base_url, room, "sender", seats=1, see_self=True, on_frame=probe, prefer_h264=prefer_h264
+    )
     await client.connect()
     await client.wait_channels()
     bytes_before, start = await _bytes_received(client), time.monotonic()
@@ -54,7 +58,9 @@ async def _session(base_url: str, room: str, dim: int, seconds: float) -> dict[s
     }
 
 
-async def run_bench(config: ServerConfig, sessions: int, seconds: float) -> dict[str, Any]:
+async def run_bench(
+    config: ServerConfig, sessions: int, seconds: float, codec: str = "h264"
+) -> dict[str, Any]:
     restrict_host_addresses(["127.0.0.1"])  # benchmark traffic stays on loopback
     app = create_app(replace(config, host="127.0.0.1", port=0, stamp_frames=True))
     runner = web.AppRunner(app)
@@ -66,7 +72,10 @@ async def run_bench(config: ServerConfig, sessions: int, seconds: float) -> dict
     try:
         dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
         results = await asyncio.gather(
-            *(_session(base_url, f"bench{i}", dim, seconds) for i in range(sessions))
+            *(
+                _session(base_url, f"bench{i}", dim, seconds, prefer_h264=codec == "h264")
+                for i in range(sessions)
+            )
         )
         render = app[METRICS].histogram("render_ms")
     finally:
@@ -78,6 +87,7 @@ async def run_bench(config: ServerConfig, sessions: int, seconds: float) -> dict
         "seconds": seconds,
         "resolution": config.resolution,
         "device": config.device,
+        "codec": codec,
         "server_render_ms_mean": round(render.total / render.count, 2) if render else None,
         "server_renders": render.count if render else 0,
         "worst_e2e_latency_ms_p95": max(latencies_p95) if latencies_p95 else None,

@@ -220,7 +220,7 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     config = ServerConfig(resolution=args.resolution, device=args.device, fps=args.fps)
-    report = asyncio.run(run_bench(config, args.sessions, args.seconds))
+    report = asyncio.run(run_bench(config, args.sessions, args.seconds, args.codec))
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
 
 
@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--resolution", type=_positive(int), default=256)
     bench.add_argument("--fps", type=_positive(float), default=30.0)
     bench.add_argument("--device", default="cpu")
+    bench.add_argument(
+        "--codec", choices=("h264", "vp8"), default="h264", help="what the clients prefer"
+    )
     bench.add_argument("--json", action="store_true", help="one JSON line")
     bench.set_defaults(run=cmd_bench)
     return parser

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 VIDEO_TIME_BASE = Fraction(1, 90_000)
 MIN_BITRATE = 150_000
 MAX_BITRATE = 3_000_000
-START_BITRATE = 1_000_000
+START_BITS_PER_PIXEL = 0.1  # per frame: ~200 kbit/s at 256x256, ~800 kbit/s at 512x512
 BITRATE_CHANGE = 0.15  # reopen the encoder only for changes beyond 15 %
 
 
@@ -35,8 +35,9 @@ class X264Encoder:
         self.keyframe_interval = max(1, round(keyframe_interval_s * fps))
         self._lock = threading.Lock()
         self._context: Any = None
-        self._bitrate = START_BITRATE
-        self._wanted_bitrate = START_BITRATE
+        start = int(min(MAX_BITRATE, max(MIN_BITRATE, START_BITS_PER_PIXEL * width * height * fps)))
+        self._bitrate = start
+        self._wanted_bitrate = start
         self._keyframe_requested = True
 
     @property

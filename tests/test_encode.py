@@ -23,9 +23,11 @@ def test_keyframes_come_first_on_request_and_after_a_bitrate_change() -> None:
     assert not encoder.encode(_image(1), 3000)[0].is_keyframe
     encoder.request_keyframe()
     assert encoder.encode(_image(2), 6000)[0].is_keyframe
-    encoder.set_target_bitrate(10)  # clamped
-    assert encoder.bitrate == MIN_BITRATE
+    encoder.set_target_bitrate(3 * MIN_BITRATE)
     assert encoder.encode(_image(3), 9000)[0].is_keyframe  # reopened at the new rate
+    assert not encoder.encode(_image(4), 12000)[0].is_keyframe
+    encoder.set_target_bitrate(10)
+    assert encoder.bitrate == MIN_BITRATE  # clamped
     encoder.set_target_bitrate(10**9)
     assert encoder.bitrate == MAX_BITRATE
 
