@@ -15,7 +15,7 @@ import numpy as np
 from npga.render.cpu_kernels import FASTMATH
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def pose_gaussians(
     means, quats, log_scales, opacity_logits, sh_coeffs, prior, fine, head_quat, translation
 ):  # pragma: no cover - jitted

@@ -48,7 +48,7 @@ def _exp_neg(sigma):  # pragma: no cover - jitted
     return p * p
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pack_gaussians(means2d, conics, colors, opacities):  # pragma: no cover - jitted
     """Interleave [P,N,2], [P,N,3], [P,N,3], [P,N] into records [P, N, NUM_FIELDS] (float64)."""
     p_count, n_count = opacities.shape
@@ -80,7 +80,7 @@ def _tile_range(mean2d, radius, tile_size, tiles_x, tiles_y):  # pragma: no cove
     return x0, x1, y0, y1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def bin_gaussians(means2d, radii, depth_order, tile_size, tiles_x, tiles_y):  # pragma: no cover
     """Sort the Gaussians of every tile front to back.
 
@@ -132,7 +132,7 @@ def _open_tile(t, num_tiles, tiles_x, packed, tile_offsets, entries):  # pragma:
     return p, ty, tx, start, tile
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def rasterize_forward(
     packed, background, tile_offsets, entries, width, height, tile_size, tiles_x
 ):  # pragma: no cover - jitted
@@ -187,7 +187,7 @@ def rasterize_forward(
     return rgb, transmittance, last_entry
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def rasterize_backward(
     packed,
     background,
@@ -271,7 +271,7 @@ def rasterize_backward(
     return grads
 
 
-@numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def project_and_pack(
     means,
     quats,
