@@ -78,6 +78,7 @@ async def run_bench(
             )
         )
         render = app[METRICS].histogram("render_ms")
+        encode = app[METRICS].histogram("encode_ms")
     finally:
         await runner.cleanup()
     latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r["e2e_latency_ms_p95"]]
@@ -90,6 +91,7 @@ async def run_bench(
         "codec": codec,
         "server_render_ms_mean": round(render.total / render.count, 2) if render else None,
         "server_renders": render.count if render else 0,
+        "server_encode_ms_mean": round(encode.total / encode.count, 2) if encode else None,
         "worst_e2e_latency_ms_p95": max(latencies_p95) if latencies_p95 else None,
         "min_fps_received": min(r["fps_received"] for r in results),
         "mean_distinct_avatar_fps": round(

@@ -117,7 +117,7 @@ class PeerManager:
         size, fps = self.config.resolution, self.config.fps
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
         tracks = [
-            AvatarTrack(self.rooms, participant, seat, fps, size)
+            AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics)
             for seat in range(min(len(video), self.config.limits.video_seats))
         ]
         senders = [pc.addTrack(track) for track in tracks]

@@ -12,6 +12,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 
 from telepresence.encode import X264Encoder
+from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 
 VIDEO_CLOCK_RATE = 90_000
@@ -25,6 +26,14 @@ def blank_frame(size: int, level: int = 235) -> np.ndarray:
     return image
 
 
+def _timed_encode(
+    encoder: X264Encoder, image: np.ndarray, pts: int
+) -> tuple[list[av.Packet], float]:
+    start = time.perf_counter()
+    packets = encoder.encode(image, pts)
+    return packets, time.perf_counter() - start
+
+
 class AvatarTrack(MediaStreamTrack):
     """Seat ``seat`` of ``viewer``: paced at ``fps`` from an absolute monotonic schedule.
 
@@ -35,7 +44,13 @@ class AvatarTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(
-        self, rooms: RoomRegistry, viewer: Participant, seat: int, fps: float, size: int
+        self,
+        rooms: RoomRegistry,
+        viewer: Participant,
+        seat: int,
+        fps: float,
+        size: int,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self._rooms = rooms
@@ -46,6 +61,7 @@ class AvatarTrack(MediaStreamTrack):
         self._start: float | None = None
         self._index = 0
         self.encoder: X264Encoder | None = None
+        self._metrics = metrics
 
     def use_encoder(self, encoder: X264Encoder) -> None:
         self.encoder = encoder
@@ -77,9 +93,11 @@ class AvatarTrack(MediaStreamTrack):
         pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
         if self.encoder is not None:
             loop = asyncio.get_running_loop()
-            packets = await loop.run_in_executor(
-                None, self.encoder.encode, self._current_image(), pts
+            packets, seconds = await loop.run_in_executor(
+                None, _timed_encode, self.encoder, self._current_image(), pts
             )
+            if self._metrics is not None:
+                self._metrics.observe("encode_ms", seconds * 1e3)
             if packets:  # x264 with zerolatency emits one packet per frame
                 return packets[0]
         frame = av.VideoFrame.from_ndarray(self._current_image(), format="yuv420p")
