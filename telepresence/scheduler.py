@@ -67,7 +67,8 @@ class RenderScheduler:
                             participant.rendered_seq = seq
                         self.metrics.observe("render_ms", (time.perf_counter() - began) * 1e3)
                         self.metrics.inc("renders_total", len(results))
-                tick = max(tick + 1, math.floor((time.monotonic() - start) * self.fps) + 1)
+                # late: run the most recent missed tick right away (skipping older ones)
+                tick = max(tick + 1, math.floor((time.monotonic() - start) * self.fps))
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
