@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 
 import av
 import numpy as np
 
+from npga.closing import Closing
 
-class VideoWriter:
+
+class VideoWriter(Closing):
     """H.264 (yuv420p) writer for frames [H, W, 3] uint8; use as a context manager."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float) -> None:
@@ -34,17 +35,6 @@ class VideoWriter:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -56,3 +56,13 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
     assert session["downlink_kbps"] > 10
     assert report["server_render_ms_mean"] > 0
+
+
+def test_serve_refuses_a_bad_avatar_bundle_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "avatar.json").write_text("{not json")
+    result = _telepresence("serve", "--avatar", str(broken), "--port", "0")
+    assert result.returncode == 2
+    assert "avatar.json: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr

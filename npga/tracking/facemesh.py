@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from npga.closing import Closing
 from npga.tracking.topology import NUM_LANDMARKS
 
 
@@ -21,7 +21,7 @@ class FaceLandmarks:
     height: int
 
 
-class FaceMeshTracker:
+class FaceMeshTracker(Closing):
     """Face Mesh on RGB frames; ``process`` returns None when no face is found (never raises
     for a well-formed frame). Tracking mode reuses the previous face box between frames."""
 
@@ -60,14 +60,3 @@ class FaceMeshTracker:
 
     def close(self) -> None:
         self._mesh.close()
-
-    def __enter__(self) -> FaceMeshTracker:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
