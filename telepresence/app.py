@@ -20,6 +20,7 @@ from telepresence.metrics import Metrics
 from telepresence.peers import OfferError, OfferRequest, PeerManager
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
+from telepresence.turn import ice_servers_json
 
 CONFIG = web.AppKey("config", ServerConfig)
 AVATARS = web.AppKey("avatars", AvatarRegistry)
@@ -84,9 +85,47 @@ async def avatar_encoder(request: web.Request) -> web.Response:
     )
 
 
+def _refuse_unauthorised(
+    request: web.Request, room: str, role: str, token: str | None
+) -> web.Response | None:
+    """Access rule for offers and ICE: a valid token with --secret, else loopback clients only
+    (unless --insecure-open)."""
+    config = request.app[CONFIG]
+    if config.secret is not None:
+        if token is None:
+            return _error(401, "this server needs a token (telepresence token ...)")
+        try:
+            verify_token(config.secret, token, room, role)
+        except TokenError as error:
+            request.app[METRICS].inc("errors_total", kind="token")
+            return _error(403, str(error))
+    elif not config.insecure_open and not _is_loopback(request.remote):
+        return _error(403, "without --secret this server only accepts loopback clients")
+    return None
+
+
+async def ice(request: web.Request) -> web.Response:
+    """ICE servers for a client, with TURN credentials valid for ``--turn-ttl`` seconds.
+
+    Query: ``room``, ``role`` and ``token`` (the same token the offer will carry).
+    """
+    config = request.app[CONFIG]
+    room, role = request.query.get("room", ""), request.query.get("role", "viewer")
+    refusal = _refuse_unauthorised(request, room, role, request.query.get("token"))
+    if refusal is not None:
+        return refusal
+    user = f"{room}-{role}-{request.remote}"
+    servers = ice_servers_json(
+        config.ice_servers, config.turn_urls, config.turn_secret, user, config.turn_ttl_s
+    )
+    return web.json_response(
+        {"iceServers": servers, "ttl": config.turn_ttl_s},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def offer(request: web.Request) -> web.Response:
     app = request.app
-    config = app[CONFIG]
     room = request.match_info["room"]
     try:
         body: Any = await request.json()
@@ -98,16 +137,9 @@ async def offer(request: web.Request) -> web.Response:
     except OfferError as error:
         app[METRICS].inc("errors_total", kind="offer")
         return _error(error.status, str(error))
-    if config.secret is not None:
-        if parsed.token is None:
-            return _error(401, "this server needs a token (telepresence token ...)")
-        try:
-            verify_token(config.secret, parsed.token, room, parsed.role)
-        except TokenError as error:
-            app[METRICS].inc("errors_total", kind="token")
-            return _error(403, str(error))
-    elif not config.insecure_open and not _is_loopback(request.remote):
-        return _error(403, "without --secret this server only accepts loopback clients")
+    refusal = _refuse_unauthorised(request, room, parsed.role, parsed.token)
+    if refusal is not None:
+        return refusal
     try:
         answer = await app[PEERS].handle_offer(room, parsed)
     except OfferError as error:
@@ -149,6 +181,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/avatars", list_avatars)
     app.router.add_get("/api/avatars/{avatar}/encoder", avatar_encoder)
+    app.router.add_get("/api/ice", ice)
     app.router.add_post("/api/rooms/{room}/offer", offer)
     if WEB_CLIENT.is_dir():
         app.router.add_static("/static", WEB_CLIENT)

@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -60,6 +61,9 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
             secret=args.secret,
             insecure_open=args.insecure_open,
             ice_servers=tuple(args.ice_server or ()),
+            turn_urls=tuple(args.turn_url or ()),
+            turn_secret=args.turn_secret,
+            turn_ttl_s=args.turn_ttl,
         )
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -162,6 +166,7 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
     client = TelepresenceClient(
         args.server, args.room, role, avatar=args.avatar, token=args.token, seats=args.seats,
         ice_servers=tuple(args.ice_server or ()), on_frame=probe,
+        ice_from_server=args.server_ice or args.relay_only, relay_only=args.relay_only,
     )  # fmt: skip
     try:
         avatars = {a["id"]: a for a in await client.fetch_avatars()}
@@ -224,21 +229,63 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
 
 
+def _env_list(name: str, separator: str = ",") -> list[str] | None:
+    value = os.environ.get(name)
+    return [item for item in value.split(separator) if item] if value else None
+
+
 def _add_server_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--avatar", type=Path, action="append", help="avatar bundle dir (repeatable)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--resolution", type=_positive(int), default=256)
-    p.add_argument("--fps", type=_positive(float), default=30.0)
-    p.add_argument("--secret", help="require HMAC tokens (telepresence token ...)")
+    """Every option also reads a TELEPRESENCE_* environment variable (docs/deployment.md)."""
+    env = os.environ.get
+    p.add_argument("--host", default=env("TELEPRESENCE_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("TELEPRESENCE_PORT", "8080")))
     p.add_argument(
-        "--insecure-open", action="store_true", help="accept non-loopback clients without tokens"
+        "--avatar",
+        type=Path,
+        action="append",
+        default=[Path(a) for a in _env_list("TELEPRESENCE_AVATARS", os.pathsep) or []],
+        help="avatar bundle dir (repeatable; env TELEPRESENCE_AVATARS, ':'-separated)",
     )
-    p.add_argument("--ice-server", action="append", help="stun:/turn: URL (repeatable)")
+    p.add_argument("--device", default=env("TELEPRESENCE_DEVICE", "cpu"), help="cpu | cuda")
+    p.add_argument(
+        "--resolution", type=_positive(int), default=int(env("TELEPRESENCE_RESOLUTION", "256"))
+    )
+    p.add_argument("--fps", type=_positive(float), default=float(env("TELEPRESENCE_FPS", "30")))
+    p.add_argument(
+        "--secret",
+        default=env("TELEPRESENCE_SECRET"),
+        help="require HMAC tokens (telepresence token ...)",
+    )
+    p.add_argument(
+        "--insecure-open",
+        action="store_true",
+        default=env("TELEPRESENCE_INSECURE_OPEN") == "1",
+        help="accept non-loopback clients without tokens",
+    )
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        default=_env_list("TELEPRESENCE_ICE_SERVERS"),
+        help="stun: URL (repeatable; env TELEPRESENCE_ICE_SERVERS, comma-separated)",
+    )
+    p.add_argument(
+        "--turn-url",
+        action="append",
+        default=_env_list("TELEPRESENCE_TURN_URLS"),
+        help="turn: URL of a coturn with use-auth-secret (repeatable)",
+    )
+    p.add_argument(
+        "--turn-secret",
+        default=env("TELEPRESENCE_TURN_SECRET"),
+        help="coturn's static-auth-secret: per-client TURN credentials via /api/ice",
+    )
+    p.add_argument(
+        "--turn-ttl", type=_positive(float), default=float(env("TELEPRESENCE_TURN_TTL", "3600"))
+    )
     p.add_argument(
         "--ice-host-address",
         action="append",
+        default=_env_list("TELEPRESENCE_ICE_HOST_ADDRESSES"),
         help="offer only these host candidates (default: 127.0.0.1 when --host is loopback)",
     )
 
@@ -271,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--seconds", type=_positive(float), help="stop after this long")
     send.add_argument("--loop", action="store_true", help="replay --codes forever")
     send.add_argument("--stats-json", type=Path, help="write the session's stats here")
-    send.add_argument("--ice-server", action="append", help="stun:/turn: URL (repeatable)")
+    send.add_argument("--ice-server", action="append", help="stun: URL (repeatable)")
+    send.add_argument(
+        "--server-ice", action="store_true", help="use the server's STUN/TURN (GET /api/ice)"
+    )
+    send.add_argument("--relay-only", action="store_true", help="media only through TURN")
     send.set_defaults(run=cmd_send)
 
     token = commands.add_parser("token", help="mint a room token")

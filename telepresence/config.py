@@ -26,7 +26,10 @@ class ServerConfig:
     fps: float = 30.0
     secret: str | None = None  # with a secret, offers need a token
     insecure_open: bool = False  # without a secret, accept non-loopback clients anyway
-    ice_servers: tuple[str, ...] = ()  # stun:/turn: URLs handed to aiortc
+    ice_servers: tuple[str, ...] = ()  # stun: URLs (for the server and handed to clients)
+    turn_urls: tuple[str, ...] = ()  # turn: URLs of a coturn with use-auth-secret
+    turn_secret: str | None = None  # its static-auth-secret: credentials are minted per peer
+    turn_ttl_s: float = 3600.0
     stamp_frames: bool = False  # debug: draw the rendered seq as a barcode (latency benchmark)
     limits: Limits = field(default_factory=Limits)
 
@@ -37,3 +40,5 @@ class ServerConfig:
             raise ValueError(f"fps must be within 1..120, got {self.fps}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be within 0..65535, got {self.port}")
+        if self.turn_urls and self.turn_secret is None:
+            raise ValueError("--turn-url needs --turn-secret (coturn's static-auth-secret)")

@@ -26,6 +26,7 @@ from telepresence.encode import X264Encoder, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.tracks import AvatarTrack
+from telepresence.turn import ice_servers_json
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ class PeerManager:
             except KeyError as error:
                 raise OfferError(str(error.args[0]), status=404) from None
         participant = self.rooms.join(room_name, request.role, avatar_id, request.see_self)
-        ice = [RTCIceServer(urls=url) for url in self.config.ice_servers]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(participant.id)))
         self._peers[participant.id] = (pc, participant)
         self._wire(pc, participant)
         try:
@@ -146,6 +146,18 @@ class PeerManager:
         entry = self._peers.get(participant_id)
         if entry is not None and entry[0].connectionState != "connected":
             await self.close(participant_id)
+
+    def _ice_servers(self, user: str) -> list[RTCIceServer]:
+        """The server's own STUN/TURN servers (TURN credentials minted for this peer)."""
+        config = self.config
+        servers = ice_servers_json(
+            config.ice_servers,
+            config.turn_urls,
+            config.turn_secret,
+            f"server-{user}",
+            config.turn_ttl_s,
+        )
+        return [RTCIceServer(**server) for server in servers]
 
     def _wire(self, pc: RTCPeerConnection, participant: Participant) -> None:
         @pc.on("connectionstatechange")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCSessionDescription,
@@ -58,6 +60,8 @@ class TelepresenceClient:
         ice_servers: tuple[str, ...] = (),
         on_frame: FrameCallback | None = None,
         prefer_h264: bool = True,
+        ice_from_server: bool = False,
+        relay_only: bool = False,
     ) -> None:
         self.server = server.rstrip("/")
         self.room = room
@@ -70,15 +74,24 @@ class TelepresenceClient:
         self.prefer_h264 = prefer_h264
         self.stats = ClientStats()
         self.participant: str | None = None
-        ice = [RTCIceServer(urls=url) for url in ice_servers]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
-        self._expr = self.pc.createDataChannel("expr", ordered=False, maxRetransmits=0)
-        self._ctrl = self.pc.createDataChannel("ctrl")
-        self._ctrl.on("message", self._on_ctrl)
+        self.ice_servers = [RTCIceServer(urls=url) for url in ice_servers]
+        self.ice_from_server = ice_from_server  # GET /api/ice (TURN credentials) before offering
+        self.relay_only = relay_only  # iceTransportPolicy "relay": media only through TURN
+        self.pc = self._new_peer_connection()
         self._receivers: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
-        self.pc.on("track", self._on_track)
-        self.pc.on("connectionstatechange", self._on_state)
+
+    def _new_peer_connection(self) -> RTCPeerConnection:
+        policy = RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self.ice_servers, iceTransportPolicy=policy)
+        )
+        self._expr = pc.createDataChannel("expr", ordered=False, maxRetransmits=0)
+        self._ctrl = pc.createDataChannel("ctrl")
+        self._ctrl.on("message", self._on_ctrl)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_state)
+        return pc
 
     async def fetch_encoder(self, avatar: str) -> ExpressionBasis:
         data = await self._get_json(f"/api/avatars/{avatar}/encoder")
@@ -98,7 +111,18 @@ class TelepresenceClient:
         except aiohttp.ClientError as error:
             raise ClientError(f"cannot reach {self.server}: {error}") from None
 
+    async def fetch_ice_servers(self) -> list[RTCIceServer]:
+        query = urllib.parse.urlencode(
+            {"room": self.room, "role": self.role, **({"token": self.token} if self.token else {})}
+        )
+        data = await self._get_json(f"/api/ice?{query}")
+        return [RTCIceServer(**server) for server in data["iceServers"]]
+
     async def connect(self, timeout: float = 20.0) -> None:
+        if self.ice_from_server:
+            self.ice_servers = await self.fetch_ice_servers()
+            await self.pc.close()
+            self.pc = self._new_peer_connection()
         capabilities = RTCRtpReceiver.getCapabilities("video")
         codecs = capabilities.codecs if capabilities is not None else []
         if self.prefer_h264:  # the server sends tuned x264 packets; VP8 stays as a fallback
