@@ -1,0 +1,106 @@
+"""docker-compose.yml and the Dockerfile: services, GPU, health checks, and that they agree."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from telepresence.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+# compose environment variable -> the `telepresence serve` option it sets
+ENV_TO_OPTION = {
+    "TELEPRESENCE_HOST": "host",
+    "TELEPRESENCE_PORT": "port",
+    "TELEPRESENCE_DEVICE": "device",
+    "TELEPRESENCE_RESOLUTION": "resolution",
+    "TELEPRESENCE_SECRET": "secret",
+    "TELEPRESENCE_AVATARS": "avatar",
+    "TELEPRESENCE_TURN_URLS": "turn_url",
+    "TELEPRESENCE_TURN_SECRET": "turn_secret",
+    "TELEPRESENCE_TURN_TTL": "turn_ttl",
+}
+
+
+def _receiver() -> dict:
+    return COMPOSE["services"]["receiver"]
+
+
+def test_services_gpu_reservation_and_restart_policies() -> None:
+    assert set(COMPOSE["services"]) == {"receiver", "turn"}
+    devices = _receiver()["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    for service in COMPOSE["services"].values():
+        assert service["restart"] == "unless-stopped"
+        assert service["healthcheck"]["test"]
+        assert service["network_mode"] == "host"  # WebRTC/TURN ports reachable as they are
+
+
+def test_compose_and_dockerfile_agree_on_port_health_and_entrypoint() -> None:
+    port = _receiver()["environment"]["TELEPRESENCE_PORT"]
+    assert re.search(rf"^EXPOSE {port}$", DOCKERFILE, re.M)
+    assert "ENV PATH=/opt/venv/bin:$PATH" in DOCKERFILE
+    assert re.search(rf"TELEPRESENCE_PORT={port}\b", DOCKERFILE)
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(_receiver()["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
+    assert 'ENTRYPOINT ["telepresence", "serve"]' in DOCKERFILE
+    assert re.search(r"^USER telepresence$", DOCKERFILE, re.M)  # not root
+    assert "--no-binary gsplat" in DOCKERFILE  # CUDA kernels built into the image
+    assert DOCKERFILE.count("FROM nvidia/cuda:") == 2
+
+
+def test_turn_service_and_receiver_share_secret_and_port() -> None:
+    command = COMPOSE["services"]["turn"]["command"]
+    assert "--use-auth-secret" in command
+    assert "--static-auth-secret=${TURN_SECRET:?set TURN_SECRET}" in command
+    assert (
+        _receiver()["environment"]["TELEPRESENCE_TURN_SECRET"] == "${TURN_SECRET:?set TURN_SECRET}"
+    )
+    listening = next(c for c in command if c.startswith("--listening-port="))
+    assert f":{listening.split('=')[1]}?" in _receiver()["environment"]["TELEPRESENCE_TURN_URLS"]
+
+
+def test_every_compose_variable_is_read_by_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment = _receiver()["environment"]
+    assert set(environment) <= set(ENV_TO_OPTION), set(environment) - set(ENV_TO_OPTION)
+    samples = {
+        "TELEPRESENCE_HOST": "0.0.0.0",
+        "TELEPRESENCE_PORT": "9123",
+        "TELEPRESENCE_DEVICE": "cuda",
+        "TELEPRESENCE_RESOLUTION": "384",
+        "TELEPRESENCE_SECRET": "abc",
+        "TELEPRESENCE_AVATARS": "/avatars/a:/avatars/b",
+        "TELEPRESENCE_TURN_URLS": "turn:h:3478?transport=udp",
+        "TELEPRESENCE_TURN_SECRET": "t",
+        "TELEPRESENCE_TURN_TTL": "60",
+    }
+    for name, value in samples.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["serve"])
+    assert args.host == "0.0.0.0" and args.port == 9123 and args.resolution == 384
+    assert [str(p) for p in args.avatar] == ["/avatars/a", "/avatars/b"]
+    assert args.turn_url == ["turn:h:3478?transport=udp"] and args.turn_secret == "t"
+    assert args.secret == "abc" and args.device == "cuda" and args.turn_ttl == 60
+
+
+def test_docker_compose_config_validates_where_the_plugin_exists(tmp_path: Path) -> None:
+    docker = shutil.which("docker")
+    has_plugin = docker is not None and (
+        subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    )
+    if not has_plugin:
+        return  # this machine has the docker client without the compose plugin
+    env = {"PUBLIC_HOST": "203.0.113.7", "TURN_SECRET": "x", "TELEPRESENCE_SECRET": "y"}
+    result = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True, text=True, env={**env, "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
