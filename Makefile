@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: install demo demo-offline test lint typecheck unit bench clean
+.PHONY: install system-deps demo demo-offline test lint typecheck unit bench clean
 
 # torch first: 2.13.0 is a CPU build on local disk; a bare `torch` would pull a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Debian packages the tests use: coturn (the TURN relay integration test).
+system-deps:
+	@command -v turnserver >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; }
 
 # The live demo: server + built-in avatar + built-in sender (room "demo"); Ctrl-C to stop.
 demo: install
@@ -35,7 +40,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install system-deps
 	$(BIN)/pytest
 
 test: lint typecheck unit
