@@ -120,9 +120,13 @@ class PeerManager:
             AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics)
             for seat in range(min(len(video), self.config.limits.video_seats))
         ]
-        senders = [pc.addTrack(track) for track in tracks]
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
+        try:
+            senders = [pc.addTrack(track) for track in tracks]
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as error:  # an offer aiortc parsed but cannot answer
+            await self.close(participant.id)
+            self.metrics.inc("errors_total", kind="sdp")
+            raise OfferError(f"cannot answer this offer: {error or type(error).__name__}") from None
         codecs = negotiated_video_codecs(pc.localDescription.sdp)
         for track, sender in zip(tracks, senders, strict=True):
             mid = next(t.mid for t in pc.getTransceivers() if t.sender is sender)
