@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= build/demo
 
-.PHONY: install system-deps demo demo-offline test lint typecheck unit bench clean
+.PHONY: install system-deps demo demo-offline test lint typecheck unit bench gpu-check clean
 
 # torch first: 2.13.0 is a CPU build on local disk; a bare `torch` would pull a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -49,6 +49,14 @@ bench: install
 	$(BIN)/npga bench render --device cpu --gaussians 20000 --resolution 256 --json --compare-naive
 	$(BIN)/npga bench track --json
 	$(BIN)/telepresence bench --sessions 1 --seconds 10 --resolution 256 --json
+
+# On a machine with CUDA and gsplat (pip install -e '.[cuda]'): parity test + GPU benchmarks.
+gpu-check:
+	$(BIN)/python -c "import torch; assert torch.cuda.is_available(), 'no CUDA here'"
+	$(BIN)/pytest -m gpu -v
+	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --json
+	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --batch 8 --json
+	$(BIN)/telepresence bench --device cuda --sessions 4 --resolution 512 --seconds 10 --json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
