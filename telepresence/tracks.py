@@ -10,6 +10,7 @@ from fractions import Fraction
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from telepresence.encode import X264Encoder
 from telepresence.metrics import Metrics
@@ -78,8 +79,6 @@ class AvatarTrack(MediaStreamTrack):
 
     async def recv(self) -> av.VideoFrame | av.Packet:
         if self.readyState != "live":
-            from aiortc.mediastreams import MediaStreamError
-
             raise MediaStreamError
         now = time.monotonic()
         if self._start is None:
@@ -91,16 +90,17 @@ class AvatarTrack(MediaStreamTrack):
             if delay > 0:
                 await asyncio.sleep(delay)
         pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
+        image = self._current_image()
         if self.encoder is not None:
             loop = asyncio.get_running_loop()
             packets, seconds = await loop.run_in_executor(
-                None, _timed_encode, self.encoder, self._current_image(), pts
+                None, _timed_encode, self.encoder, image, pts
             )
             if self._metrics is not None:
                 self._metrics.observe("encode_ms", seconds * 1e3)
             if packets:  # x264 with zerolatency emits one packet per frame
                 return packets[0]
-        frame = av.VideoFrame.from_ndarray(self._current_image(), format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         return frame
