@@ -6,8 +6,9 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,41 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from npga.bench import RenderBenchConfig, bench_render
 from npga.bundle import AvatarBundle, BundleError, load_bundle, save_bundle
 from npga.cameras import Cameras, orbit_cameras
+from npga.cli_args import CliError, device_arg, positive_float, positive_int
 from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
 from npga.recording import RecordingError, load_recording, synthetic_recording
-from npga.render import resolve_device
 from npga.video import VideoWriter, to_uint8
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _device(text: str) -> torch.device:
-    try:
-        return resolve_device(text)
-    except (ValueError, RuntimeError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _load(path: Path, device: torch.device) -> AvatarBundle:
@@ -256,29 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("avatar", type=Path, help="avatar bundle directory")
     rend.add_argument("--codes", type=Path, required=True, help="code recording (.npz)")
     rend.add_argument("--out", type=Path, required=True, help="output video (.mp4)")
-    rend.add_argument("--resolution", type=_positive_int, default=512, help="longer image side")
-    rend.add_argument("--device", type=_device, default=torch.device("cpu"), help="cpu | cuda")
+    rend.add_argument("--resolution", type=positive_int, default=512, help="longer image side")
+    rend.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu | cuda")
     rend.add_argument("--camera", choices=("front", "orbit"), default="front")
-    rend.add_argument("--fps", type=_positive_float, help="default: from the recording")
-    rend.add_argument("--frames", type=_positive_int, help="render at most this many frames")
+    rend.add_argument("--fps", type=positive_float, help="default: from the recording")
+    rend.add_argument("--frames", type=positive_int, help="render at most this many frames")
     rend.set_defaults(run=cmd_render)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     br = bench_commands.add_parser("render", help="deformation + rasterisation time per frame")
-    br.add_argument("--gaussians", type=_positive_int, default=20_000)
-    br.add_argument("--resolution", type=_positive_int, default=256, help="image height")
-    br.add_argument("--width", type=_positive_int, help="image width (default: = resolution)")
-    br.add_argument("--device", type=_device, default=torch.device("cpu"), help="cpu | cuda")
-    br.add_argument("--frames", type=_positive_int, default=30, help="timed frames")
-    br.add_argument("--batch", type=_positive_int, default=1, help="expressions per call")
+    br.add_argument("--gaussians", type=positive_int, default=20_000)
+    br.add_argument("--resolution", type=positive_int, default=256, help="image height")
+    br.add_argument("--width", type=positive_int, help="image width (default: = resolution)")
+    br.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu | cuda")
+    br.add_argument("--frames", type=positive_int, default=30, help="timed frames")
+    br.add_argument("--batch", type=positive_int, default=1, help="expressions per call")
     br.add_argument("--compare-naive", action="store_true", help="also time the naive baseline")
     br.add_argument("--json", action="store_true", help="print one JSON object")
     br.set_defaults(run=cmd_bench_render)
 
     bt = bench_commands.add_parser("track", help="Face Mesh + pose + encoding frames per second")
-    bt.add_argument("--frames", type=_positive_int, default=300)
-    bt.add_argument("--expression-dim", type=_positive_int, default=48)
+    bt.add_argument("--frames", type=positive_int, default=300)
+    bt.add_argument("--expression-dim", type=positive_int, default=48)
     bt.add_argument("--json", action="store_true", help="print one JSON object")
     bt.set_defaults(run=cmd_bench_track)
 
@@ -287,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--out", type=Path, required=True, help="code recording to write (.npz)")
     track.add_argument("--basis", type=Path, help="encode with this expression basis (.json)")
     track.add_argument("--fit-basis", type=Path, help="fit a basis on this input, write it here")
-    track.add_argument("--expression-dim", type=_positive_int, default=48, help="for --fit-basis")
-    track.add_argument("--fps", type=_positive_float, default=30.0, help="for image folders")
-    track.add_argument("--frames", type=_positive_int, help="stop a camera after this many")
+    track.add_argument("--expression-dim", type=positive_int, default=48, help="for --fit-basis")
+    track.add_argument("--fps", type=positive_float, default=30.0, help="for image folders")
+    track.add_argument("--frames", type=positive_int, help="stop a camera after this many")
     track.add_argument(
         "--resume", action="store_true", help="continue from OUT.partial.npz of an interrupted run"
     )
@@ -297,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     make = commands.add_parser("make-avatar", help="write a procedural avatar bundle")
     make.add_argument("out", type=Path, help="bundle directory to write")
-    make.add_argument("--gaussians", type=_positive_int, default=20_000)
-    make.add_argument("--expression-dim", type=_positive_int, default=48)
-    make.add_argument("--resolution", type=_positive_int, default=512, help="default camera size")
+    make.add_argument("--gaussians", type=positive_int, default=20_000)
+    make.add_argument("--expression-dim", type=positive_int, default=48)
+    make.add_argument("--resolution", type=positive_int, default=512, help="default camera size")
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=cmd_make_avatar)
 
@@ -307,12 +277,21 @@ def build_parser() -> argparse.ArgumentParser:
     codes.add_argument("out", type=Path, help=".npz file to write")
     source = codes.add_mutually_exclusive_group()
     source.add_argument("--avatar", type=Path, help="match this avatar's expression space")
-    source.add_argument("--expression-dim", type=_positive_int, default=48)
-    codes.add_argument("--seconds", type=_positive_float, default=5.0)
-    codes.add_argument("--fps", type=_positive_float, default=30.0)
+    source.add_argument("--expression-dim", type=positive_int, default=48)
+    codes.add_argument("--seconds", type=positive_float, default=5.0)
+    codes.add_argument("--fps", type=positive_float, default=30.0)
     codes.add_argument("--seed", type=int, default=0)
     codes.set_defaults(run=cmd_make_codes)
+
+    # Subcommands that live with their packages: each module adds its parsers.
+    for add_commands in _command_modules():
+        add_commands(commands)
     return parser
+
+
+def _command_modules() -> list[Callable[[Any], None]]:
+    """``add_commands(subparsers)`` of every package that brings its own subcommands."""
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

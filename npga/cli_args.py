@@ -1,0 +1,41 @@
+"""Argument types and the user-error exception shared by every ``npga`` subcommand module."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from npga.render import resolve_device
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def device_arg(text: str) -> torch.device:
+    try:
+        return resolve_device(text)
+    except (ValueError, RuntimeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
