@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from npga.cameras import Cameras
 from npga.geometry import quat_multiply, quat_normalize, quat_to_rotmat
 from npga.model.config import AvatarConfig
-from npga.model.fine import FineDynamics, FineResiduals
+from npga.model.fine import OUT_DIM, FineDynamics, FineResiduals
 from npga.model.gaussians import CanonicalGaussians
 from npga.model.pose_kernel import pose_gaussians
 from npga.model.prior import LandmarkPrior
@@ -125,16 +125,23 @@ class GaussianAvatar(nn.Module):
             raise ValueError(f"{b} codes but {pose.rotation_wxyz.shape[0]} poses")
         if cache is not None and codes.device.type == "cpu" and not torch.is_grad_enabled():
             return self._deform_fused(codes, pose, cache)
-        g = self.gaussians
-        fine = self.residuals(codes, cache)
-        prior_basis = cache.prior_basis if cache is not None else None
-        means = g.means[None] + self.prior(codes, prior_basis) + fine.position  # [B, N, 3]
-        identity = means.new_tensor(IDENTITY_QUAT)
-        quats = quat_multiply(g.quats_wxyz[None], quat_normalize(identity + fine.rotation))
-        log_scales = g.log_scales[None] + fine.log_scale
-        opacity_logits = g.opacity_logits[None] + fine.opacity_logit
+        g, config = self.gaussians, self.config
+        means = g.means[None].expand(b, -1, -1)  # [B, N, 3]
+        quats = g.quats_wxyz[None].expand(b, -1, -1)
+        log_scales = g.log_scales[None].expand(b, -1, -1)
+        opacity_logits = g.opacity_logits[None].expand(b, -1)
         sh = g.sh_coeffs[None].expand(b, -1, -1, -1)
-        sh = torch.cat((sh[:, :, :1] + fine.color[:, :, None], sh[:, :, 1:]), dim=2)
+        if config.uses_prior:
+            prior_basis = cache.prior_basis if cache is not None else None
+            means = means + self.prior(codes, prior_basis)
+        if config.uses_fine:
+            fine = self.residuals(codes, cache)
+            means = means + fine.position
+            identity = means.new_tensor(IDENTITY_QUAT)
+            quats = quat_multiply(quats, quat_normalize(identity + fine.rotation))
+            log_scales = log_scales + fine.log_scale
+            opacity_logits = opacity_logits + fine.opacity_logit
+            sh = torch.cat((sh[:, :, :1] + fine.color[:, :, None], sh[:, :, 1:]), dim=2)
 
         head_quat = quat_normalize(pose.rotation_wxyz)  # [B, 4]
         head_rotation = quat_to_rotmat(head_quat)  # [B, 3, 3]
@@ -152,9 +159,15 @@ class GaussianAvatar(nn.Module):
 
     def _deform_fused(self, codes: Tensor, pose: HeadPose, cache: InferenceCache) -> PosedGaussians:
         """CPU inference: the torch path's maths in one numba kernel (see pose_kernel)."""
-        g = self.gaussians
-        fine = self.fine.raw(g.means, g.features, codes, cache.fine_static_hidden)
-        prior = self.prior(codes, cache.prior_basis)
+        g, config, b, n = self.gaussians, self.config, codes.shape[0], self.num_gaussians
+        if config.uses_fine:
+            fine = self.fine.raw(g.means, g.features, codes, cache.fine_static_hidden)
+        else:
+            fine = codes.new_zeros(b, n, OUT_DIM)
+        if config.uses_prior:
+            prior = self.prior(codes, cache.prior_basis)
+        else:
+            prior = codes.new_zeros(b, n, 3)
         arrays = (g.means, g.quats_wxyz, g.log_scales, g.opacity_logits, g.sh_coeffs, prior, fine)
         posed = pose_gaussians(
             *(a.detach().contiguous().numpy() for a in arrays),

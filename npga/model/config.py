@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+DYNAMICS = ("npga", "coarse", "static")
+
 
 @dataclass(frozen=True)
 class AvatarConfig:
@@ -17,6 +19,9 @@ class AvatarConfig:
     prior_neighbors: int = 4  # template landmarks each Gaussian follows in the coarse prior
     refiner_channels: int = 0  # screen-space refiner CNN width; 0 = no refiner
     expression_space: str = "facemesh-pca"  # name of the code space the avatar is driven in
+    # Which dynamics deform the canonical Gaussians (the ablations of the NPGA components):
+    # "npga" = landmark prior + fine MLP, "coarse" = landmark prior only, "static" = none.
+    dynamics: str = "npga"
 
     def __post_init__(self) -> None:
         positive = (
@@ -40,6 +45,18 @@ class AvatarConfig:
             raise ValueError("prior_neighbors cannot exceed num_landmarks")
         if not isinstance(self.expression_space, str) or not self.expression_space:
             raise ValueError("expression_space must be a non-empty string")
+        if self.dynamics not in DYNAMICS:
+            raise ValueError(
+                f"dynamics must be one of {', '.join(DYNAMICS)}, got {self.dynamics!r}"
+            )
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.dynamics in ("npga", "coarse")
+
+    @property
+    def uses_fine(self) -> bool:
+        return self.dynamics == "npga"
 
     @property
     def sh_coeffs(self) -> int:
