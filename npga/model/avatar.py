@@ -106,13 +106,8 @@ class GaussianAvatar(nn.Module):
         static = cache.fine_static_hidden if cache is not None else None
         return self.fine(self.gaussians.means, self.gaussians.features, codes, static)
 
-    def deform(
-        self,
-        codes: Tensor,  # [B, E]
-        pose: HeadPose | None = None,
-        cache: InferenceCache | None = None,
-    ) -> PosedGaussians:
-        """World-space Gaussians for B expression codes and head poses."""
+    def _check_inputs(self, codes: Tensor, pose: HeadPose | None) -> HeadPose:
+        """Validate codes [B, E] and B poses (identity when None); returns the poses."""
         b = codes.shape[0]
         if codes.shape != (b, self.config.expression_dim):
             raise ValueError(
@@ -123,9 +118,32 @@ class GaussianAvatar(nn.Module):
         pose = pose or HeadPose.identity(b, codes.device)
         if pose.rotation_wxyz.shape[0] != b:
             raise ValueError(f"{b} codes but {pose.rotation_wxyz.shape[0]} poses")
+        return pose
+
+    def deform(
+        self,
+        codes: Tensor,  # [B, E]
+        pose: HeadPose | None = None,
+        cache: InferenceCache | None = None,
+    ) -> PosedGaussians:
+        """World-space Gaussians for B expression codes and head poses."""
+        pose = self._check_inputs(codes, pose)
         if cache is not None and codes.device.type == "cpu" and not torch.is_grad_enabled():
             return self._deform_fused(codes, pose, cache)
+        return self.deform_with_residuals(codes, pose, cache)[0]
+
+    def deform_with_residuals(
+        self,
+        codes: Tensor,  # [B, E]
+        pose: HeadPose | None = None,
+        cache: InferenceCache | None = None,
+    ) -> tuple[PosedGaussians, FineResiduals | None]:
+        """The differentiable path of :meth:`deform`, plus the fine residuals it applied (None
+        without fine dynamics), which a trainer regularises."""
+        pose = self._check_inputs(codes, pose)
+        b = codes.shape[0]
         g, config = self.gaussians, self.config
+        fine = None
         means = g.means[None].expand(b, -1, -1)  # [B, N, 3]
         quats = g.quats_wxyz[None].expand(b, -1, -1)
         log_scales = g.log_scales[None].expand(b, -1, -1)
@@ -149,13 +167,14 @@ class GaussianAvatar(nn.Module):
         world_quats = quat_multiply(head_quat[:, None], quats)
         if sh.shape[2] == 4:
             sh = rotate_sh_degree1(sh, head_rotation)
-        return PosedGaussians(
+        posed = PosedGaussians(
             means=world_means,
             quats_wxyz=world_quats,
             scales=torch.exp(log_scales),
             opacities=torch.sigmoid(opacity_logits),
             sh_coeffs=sh,
         )
+        return posed, fine
 
     def _deform_fused(self, codes: Tensor, pose: HeadPose, cache: InferenceCache) -> PosedGaussians:
         """CPU inference: the torch path's maths in one numba kernel (see pose_kernel)."""
