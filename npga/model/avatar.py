@@ -41,6 +41,9 @@ class HeadPose:
         if not (self.rotation_wxyz.norm(dim=-1) > 1e-6).all():
             raise ValueError("pose rotation quaternion has zero length")
 
+    def to(self, device: torch.device | str) -> HeadPose:
+        return HeadPose(self.rotation_wxyz.to(device), self.translation.to(device))
+
     @staticmethod
     def identity(batch: int, device: torch.device | str = "cpu") -> HeadPose:
         rotation = torch.tensor(IDENTITY_QUAT, device=device).expand(batch, 4).clone()

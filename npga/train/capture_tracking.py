@@ -1,0 +1,194 @@
+"""Track a multi-view capture into the avatar's expression space and head poses.
+
+This is what ``npga train`` does when a capture has no ``codes.npz``:
+
+1. Face Mesh on every camera image (static-image mode: the views are independent).
+2. Head pose per timestep: the landmarks seen by two or more cameras are triangulated (linear
+   DLT) into world metres, and the tracker's neutral template is fitted to them by weighted
+   Procrustes (rigid landmarks weighted), exactly as the live tracker fits it in the image.
+   The avatar's canonical frame is therefore the template frame, scaled to metres.
+3. Expression: the *front* camera goes through the same monocular canonicalisation a live
+   sender uses; the neutral is the robust mean of the training frames (NeutralCalibrator); the
+   PCA basis is fitted on the training timesteps only; every timestep is projected on it. The
+   held-out timesteps are thus encoded exactly as a live sender would encode them.
+
+The result is saved next to the avatar (``tracking.npz`` + ``basis.json``) and reused on resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from npga.cameras import Cameras
+from npga.tracking.expression import ExpressionBasis, NeutralCalibrator, canonicalize
+from npga.tracking.facemesh import FaceMeshTracker
+from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
+from npga.tracking.template import FaceTemplate
+
+TRACKING_FILE = "tracking.npz"
+BASIS_FILE = "basis.json"
+MIN_VIEWS = 2  # cameras that must see a face for a timestep's pose to be triangulated
+
+ImageSource = Callable[[int, str], np.ndarray]  # (timestep, camera) -> [H, W, 3] uint8
+
+
+@dataclass(frozen=True)
+class CaptureTracking:
+    """Codes and head poses of the usable timesteps of a capture (canonical -> world)."""
+
+    timesteps: np.ndarray  # [T] int64
+    codes: np.ndarray  # [T, E] float32
+    rotation_wxyz: np.ndarray  # [T, 4] float32
+    translation: np.ndarray  # [T, 3] float32, metres
+    neutral_landmarks: np.ndarray  # [L, 3] the person's neutral, canonical frame, metres
+    face_unit_metres: float  # metres per template face unit (outer-eye-corner distance)
+    neutral_timestep: int  # the training timestep closest to the neutral expression
+    basis: ExpressionBasis
+    detection_rate: float  # of the front camera, over all timesteps
+
+    def index(self, timestep: int) -> int:
+        found = np.flatnonzero(self.timesteps == timestep)
+        if found.size == 0:
+            raise KeyError(f"timestep {timestep} has no tracked face")
+        return int(found[0])
+
+    def save(self, directory: Path) -> None:
+        np.savez(
+            directory / TRACKING_FILE,
+            timesteps=self.timesteps,
+            codes=self.codes,
+            rotation_wxyz=self.rotation_wxyz,
+            translation=self.translation,
+            neutral_landmarks=self.neutral_landmarks,
+            face_unit_metres=np.float64(self.face_unit_metres),
+            neutral_timestep=np.int64(self.neutral_timestep),
+            detection_rate=np.float64(self.detection_rate),
+        )
+        self.basis.save(directory / BASIS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> CaptureTracking:
+        path = directory / TRACKING_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            return cls(
+                timesteps=arrays["timesteps"],
+                codes=arrays["codes"],
+                rotation_wxyz=arrays["rotation_wxyz"],
+                translation=arrays["translation"],
+                neutral_landmarks=arrays["neutral_landmarks"],
+                face_unit_metres=float(arrays["face_unit_metres"]),
+                neutral_timestep=int(arrays["neutral_timestep"]),
+                basis=ExpressionBasis.load(directory / BASIS_FILE),
+                detection_rate=float(arrays["detection_rate"]),
+            )
+        except (OSError, KeyError, ValueError) as error:
+            raise ValueError(f"{path}: unreadable capture tracking ({error})") from None
+
+
+def triangulate(
+    points2d: np.ndarray,  # [V, L, 2] pixels
+    projections: np.ndarray,  # [V, 3, 4] K [R | t] of the V views
+) -> np.ndarray:
+    """Linear (DLT) triangulation of L points seen in V >= 2 views: [L, 3] world."""
+    x, y = points2d[..., 0:1], points2d[..., 1:2]  # [V, L, 1]
+    rows_x = x * projections[:, None, 2] - projections[:, None, 0]  # [V, L, 4]
+    rows_y = y * projections[:, None, 2] - projections[:, None, 1]
+    system = np.concatenate((rows_x, rows_y), axis=0).transpose(1, 0, 2)  # [L, 2V, 4]
+    _, _, vt = np.linalg.svd(system)
+    homogeneous = vt[:, -1]  # [L, 4]
+    return homogeneous[:, :3] / homogeneous[:, 3:4]
+
+
+def projection_matrices(cameras: Cameras) -> np.ndarray:
+    """K [R | t] of every camera, [C, 3, 4] float64."""
+    w2c = cameras.world_to_cam.detach().cpu().double().numpy()
+    k = cameras.intrinsics.detach().cpu().double().numpy()
+    return k @ w2c[:, :3, :]
+
+
+def detect_landmarks(
+    images: ImageSource,
+    timesteps: list[int],
+    camera_names: list[str],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Face Mesh on every (timestep, camera): landmarks [T, C, L, 3] pixels and found [T, C]."""
+    num_landmarks = 478
+    landmarks = np.zeros((len(timesteps), len(camera_names), num_landmarks, 3))
+    found = np.zeros((len(timesteps), len(camera_names)), dtype=bool)
+    with FaceMeshTracker(static_images=True) as facemesh:
+        for ti, timestep in enumerate(timesteps):
+            for ci, camera in enumerate(camera_names):
+                face = facemesh.process(images(timestep, camera))
+                if face is not None:
+                    landmarks[ti, ci] = face.points
+                    found[ti, ci] = True
+            if progress is not None:
+                progress(1)
+    return landmarks, found
+
+
+def track_capture(
+    landmarks: np.ndarray,  # [T, C, L, 3] pixels (Face Mesh x, y, relative z)
+    found: np.ndarray,  # [T, C] bool
+    timesteps: list[int],
+    train_timesteps: list[int],
+    cameras: Cameras,  # the C cameras, at the resolution the landmarks were detected in
+    front_index: int,
+    template: FaceTemplate,
+    expression_dim: int,
+) -> CaptureTracking:
+    """Poses from triangulated landmarks, codes from the front camera (see the module doc)."""
+    projections = projection_matrices(cameras)
+    usable, similarities, canonical = [], [], []
+    for ti in range(len(timesteps)):
+        views = np.flatnonzero(found[ti])
+        if views.size < MIN_VIEWS or not found[ti, front_index]:
+            continue
+        world = triangulate(landmarks[ti, views, :, :2], projections[views])
+        similarities.append(weighted_procrustes(template.points, world, template.weights))
+        canonical.append(canonicalize(landmarks[ti, front_index], template)[1])
+        usable.append(ti)
+    train_set = set(train_timesteps)
+    train_rows = [i for i, ti in enumerate(usable) if timesteps[ti] in train_set]
+    if len(train_rows) < expression_dim:
+        raise ValueError(
+            f"only {len(train_rows)} training timesteps have a face seen by the front camera and "
+            f"{MIN_VIEWS - 1} other camera(s); a {expression_dim}-dim basis needs {expression_dim}"
+        )
+    canonical_stack = np.stack(canonical)  # [T', L, 3] face units
+    calibrator = NeutralCalibrator(frames=len(train_rows))
+    for row in train_rows:
+        calibrator.add(canonical_stack[row])
+    neutral = calibrator.neutral()
+    displacements = canonical_stack - neutral
+    basis = ExpressionBasis.fit(displacements[train_rows], expression_dim, template)
+    codes = basis.encode(displacements).astype(np.float32)
+    face_unit = float(np.median([s.scale for s in similarities]))
+    neutral_row = train_rows[int(np.argmin(np.linalg.norm(codes[train_rows], axis=1)))]
+    pose = similarities[neutral_row]
+    triangulated = pose.invert(
+        triangulate(
+            landmarks[usable[neutral_row], found[usable[neutral_row]], :, :2],
+            projections[found[usable[neutral_row]]],
+        )
+    )
+    return CaptureTracking(
+        timesteps=np.asarray([timesteps[ti] for ti in usable], dtype=np.int64),
+        codes=codes,
+        rotation_wxyz=np.stack([rotation_to_quat_wxyz(s.rotation) for s in similarities]).astype(
+            np.float32
+        ),
+        translation=np.stack([s.translation for s in similarities]).astype(np.float32),
+        neutral_landmarks=(triangulated * face_unit).astype(np.float32),
+        face_unit_metres=face_unit,
+        neutral_timestep=int(timesteps[usable[neutral_row]]),
+        basis=basis,
+        detection_rate=float(found[:, front_index].mean()),
+    )
