@@ -31,6 +31,21 @@ SCHEDULER = web.AppKey("scheduler", RenderScheduler)
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client" / "dist"
 MAX_OFFER_BYTES = 256 * 1024
+# The built client's files (web_client/build.mjs), Face Mesh's wasm and model files included:
+# explicit types (WebAssembly.instantiateStreaming needs application/wasm), nothing guessed.
+STATIC_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".data": "application/octet-stream",
+    ".binarypb": "application/octet-stream",
+    ".tflite": "application/octet-stream",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -52,6 +67,19 @@ async def index(request: web.Request) -> web.StreamResponse:
         text="NPGA Telepresence server. The browser client is not built yet; use `telepresence "
         "send`. API: /api/avatars, /api/rooms/{room}/offer, /healthz, /metrics.\n"
     )
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file of the built web client under /static/ (404 for anything else)."""
+    relative = request.match_info["path"]
+    root = WEB_CLIENT.resolve()
+    path = (root / relative).resolve()
+    content_type = STATIC_TYPES.get(path.suffix)
+    if content_type is None or not path.is_relative_to(root) or not path.is_file():
+        return _error(404, f"no such file: /static/{relative}")
+    # Face Mesh's files are versioned by the npm lockfile; the page's own files change on build.
+    cache = "public, max-age=86400" if path.parent.name == "mediapipe" else "no-cache"
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": cache})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -183,7 +211,6 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app.router.add_get("/api/avatars/{avatar}/encoder", avatar_encoder)
     app.router.add_get("/api/ice", ice)
     app.router.add_post("/api/rooms/{room}/offer", offer)
-    if WEB_CLIENT.is_dir():
-        app.router.add_static("/static", WEB_CLIENT)
+    app.router.add_get("/static/{path:.+}", static_file)
     app.cleanup_ctx.append(_background)
     return app

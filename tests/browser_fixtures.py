@@ -1,0 +1,198 @@
+"""Helpers for the browser tests: a real server in a thread, headless Chromium, fake-camera media.
+
+Playwright's sync API runs its own event loop, so the server (aiohttp + aiortc) runs on a second
+loop in a background thread; Chromium connects to it over loopback like any browser would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from server_fixtures import TEST_SERVER_CONFIG, small_registry
+from telepresence.app import WEB_CLIENT, create_app
+from telepresence.config import Limits
+from telepresence.sender import TelepresenceClient
+from telepresence.sources import SendOptions, synthetic_frames
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+# Low resolution and frame rate: the server, the encoder, Chromium and Face Mesh share 2 cores.
+BROWSER_SERVER_CONFIG = replace(TEST_SERVER_CONFIG, resolution=128, fps=20.0)
+
+
+def client_built() -> bool:
+    return (WEB_CLIENT / "index.html").is_file() and (WEB_CLIENT / "mediapipe").is_dir()
+
+
+class ServerThread:
+    """``create_app`` served on 127.0.0.1 (a free port) from its own event loop thread."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        config = BROWSER_SERVER_CONFIG
+        if limits is not None:
+            config = replace(config, limits=limits)
+        self.app = create_app(config, small_registry(config.resolution))
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(self.app)
+        self.port = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def serve() -> int:
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            server = site._server
+            assert isinstance(server, asyncio.Server)
+            return int(server.sockets[0].getsockname()[1])
+
+        self.port = self.run(serve())
+
+    def background(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self._tasks.append(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.sleep(0)
+            await self.runner.cleanup()
+
+        self.run(shutdown())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def metric(self, name: str) -> float:
+        """The sum of a counter over its labels, read from /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(f"{name} ") or line.startswith(f"{name}{{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+            return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def server_thread(limits: Limits | None = None) -> Iterator[ServerThread]:
+    server = ServerThread(limits)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def synthetic_sender(url: str, room: str, avatar: str, dim: int) -> None:
+    """A Python sender that keeps an avatar moving in ``room`` until cancelled."""
+    client = TelepresenceClient(url, room, "sender", avatar=avatar, seats=0)
+    try:
+        await client.connect()
+        await client.wait_channels()
+        async for frame in synthetic_frames(dim, SendOptions(fps=BROWSER_SERVER_CONFIG.fps)):
+            client.send_frame(frame)
+    finally:
+        await client.close()
+
+
+def launch_chromium(playwright: Any, user_data: Path, extra_flags: list[str] | None = None) -> Any:
+    """A fresh persistent context of Debian's Chromium (never a downloaded browser)."""
+    return playwright.chromium.launch_persistent_context(
+        str(user_data),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_FLAGS + (extra_flags or []),
+        viewport={"width": 1100, "height": 760},
+    )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.25) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------- fake camera (.y4m)
+
+
+def write_y4m(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
+    """RGB frames [H, W, 3] uint8 (H, W even) -> a YUV4MPEG2 4:2:0 file Chromium can loop."""
+    height, width = frames[0].shape[:2]
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            r, g, b = (rgb[..., k].astype(np.float32) for k in range(3))
+            y = 0.299 * r + 0.587 * g + 0.114 * b  # BT.601 full range (JPEG)
+            u = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+            v = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+
+            def sub(plane: np.ndarray) -> np.ndarray:
+                return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
+            out.write(b"FRAME\n")
+            for plane in (y, sub(u), sub(v)):
+                out.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+
+
+def astronaut_frames(count: int = 120, width: int = 320, height: int = 240) -> list[np.ndarray]:
+    """A talking portrait: skimage's astronaut, the lower face stretched open and shut.
+
+    The first third is still (the page calibrates its neutral); then the jaw opens and closes.
+    """
+    import cv2
+    from skimage import data
+
+    portrait = data.astronaut()[0:300, 60:460]  # [300, 400, 3] head and shoulders, 4:3
+    base = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_AREA)
+    mouth_y = 0.48 * height  # below the nose: the rows that stretch
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for t in range(count):
+        phase = max(0.0, (t - count / 3) / (2 * count / 3))
+        open_ = 0.3 * np.sin(np.pi * 2 * phase) ** 2  # 0 (neutral) .. 0.3
+        map_y = np.where(ys > mouth_y, mouth_y + (ys - mouth_y) / (1 + open_), ys)
+        frames.append(cv2.remap(base, xs, map_y.astype(np.float32), cv2.INTER_LINEAR))
+    return frames

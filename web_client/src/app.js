@@ -1,0 +1,599 @@
+// The browser client: viewer (every avatar of a room as live video, with stats) and sender
+// (webcam -> Face Mesh -> ExpressionFrames on the `expr` data channel). docs/web_client.md.
+import { ExpressionBasis, ExpressionTracker, encodeFrame, frameFlags } from "./tracking.js";
+
+const VIEWER_SEATS = 4; // the server's limit (Limits.video_seats)
+const SENDER_SEATS = 1; // a sender watches its own avatar
+const SEND_FPS = 30;
+const ICE_GATHER_TIMEOUT_MS = 3000;
+const DISCONNECTED_GRACE_MS = 4000; // `disconnected` that lasts this long -> reconnect
+const NO_FACE_MESSAGE_MS = 1500;
+const MAX_BACKOFF_S = 10;
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+// What the tests (and a curious user in the console) can read.
+const status = {
+  state: "idle",
+  error: null,
+  seats: [],
+  framesSent: 0,
+  bytesSent: 0,
+  lastFrameBytes: 0,
+  faceMeshMs: null,
+  facesSeen: 0,
+  trackerState: null,
+  stats: [],
+};
+window.telepresence = status;
+
+class RequestError extends Error {
+  constructor(message, { status: httpStatus = 0, retry = false } = {}) {
+    super(message);
+    this.status = httpStatus;
+    this.retry = retry;
+  }
+}
+
+// ---------------------------------------------------------------- UI helpers
+
+function showError(message) {
+  status.error = message;
+  const box = $("error");
+  box.textContent = message ?? "";
+  box.hidden = !message;
+}
+
+function setState(state, text) {
+  status.state = state;
+  const badge = $("state");
+  badge.dataset.state = state;
+  badge.textContent = text ?? state;
+}
+
+function mode() {
+  return document.querySelector('input[name="mode"]:checked').value;
+}
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch {
+    throw new RequestError(`Server unreachable at ${location.origin}. Is \`telepresence serve\` running?`, {
+      retry: true,
+    });
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const detail = body?.error ?? `HTTP ${response.status}`;
+    if (response.status === 429) {
+      throw new RequestError(`Room is full or the server is busy: ${detail}`, { status: 429, retry: true });
+    }
+    if (response.status === 401 || response.status === 403) {
+      throw new RequestError(`Not allowed: ${detail}`, { status: response.status });
+    }
+    if (response.status >= 500) {
+      throw new RequestError(`Server error: ${detail}`, { status: response.status, retry: true });
+    }
+    throw new RequestError(detail, { status: response.status });
+  }
+  return body;
+}
+
+async function loadAvatars() {
+  const select = $("avatar");
+  const { avatars } = await api("/api/avatars");
+  select.replaceChildren(
+    ...avatars.map((a) => new Option(`${a.id} (E=${a.expression_dim})`, a.id)),
+  );
+  const wanted = params.get("avatar");
+  if (wanted && avatars.some((a) => a.id === wanted)) select.value = wanted;
+  return avatars;
+}
+
+// ---------------------------------------------------------------- seats (avatar videos)
+
+function buildSeats(count) {
+  const container = $("seats");
+  container.querySelectorAll(".seat").forEach((el) => el.remove());
+  status.seats = [];
+  for (let i = 0; i < count; i++) {
+    const node = $("seat-template").content.firstElementChild.cloneNode(true);
+    node.dataset.seat = String(i);
+    node.hidden = true;
+    container.append(node);
+    status.seats.push({ element: node, video: node.querySelector("video"), participant: null });
+  }
+}
+
+function showSeats(seats) {
+  // seats: [{seat, participant, avatar}] from the server's `seats` ctrl message.
+  for (const seat of status.seats) seat.participant = null;
+  for (const entry of seats ?? []) {
+    const seat = status.seats[entry.seat];
+    if (!seat) continue;
+    seat.participant = entry.participant;
+    seat.element.querySelector("figcaption").textContent = entry.participant
+      ? `${entry.avatar ?? "avatar"} · ${entry.participant.slice(0, 8)}`
+      : "empty seat";
+  }
+  let shown = 0;
+  for (const seat of status.seats) {
+    seat.element.hidden = !seat.participant;
+    if (seat.participant) shown++;
+  }
+  $("empty").hidden = shown > 0;
+  $("empty").textContent = "Nobody is sending in this room yet. Waiting for someone to join…";
+}
+
+// ---------------------------------------------------------------- the connection
+
+class Session {
+  constructor({ room, token, role, avatar }) {
+    this.room = room;
+    this.token = token || undefined;
+    this.role = role;
+    this.avatar = avatar;
+    this.pc = null;
+    this.expr = null;
+    this.ctrl = null;
+    this.closed = false;
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.disconnectTimer = null;
+    this.statsTimer = null;
+    this.sentAt = new Map(); // seq -> send time (ms), for the latency estimate
+    this.renderLatencyMs = null;
+    this.previous = new Map();
+    this.onChannelsOpen = null;
+  }
+
+  async start() {
+    this.closed = false;
+    await this.connect();
+    this.statsTimer = setInterval(() => this.pollStats(), 1000);
+  }
+
+  async connect() {
+    if (this.closed) return;
+    setState(this.attempt ? "reconnecting" : "connecting", this.attempt ? "reconnecting…" : "connecting…");
+    const seats = this.role === "sender" ? SENDER_SEATS : VIEWER_SEATS;
+    buildSeats(seats);
+    try {
+      const ice = await this.iceServers();
+      const pc = new RTCPeerConnection({ iceServers: ice });
+      this.pc = pc;
+      this.ctrl = pc.createDataChannel("ctrl");
+      this.ctrl.onmessage = (event) => this.onCtrl(event.data);
+      this.ctrl.onopen = () => this.channelsMaybeOpen();
+      if (this.role === "sender") {
+        this.expr = pc.createDataChannel("expr", { ordered: false, maxRetransmits: 0 });
+        this.expr.binaryType = "arraybuffer";
+        this.expr.onopen = () => this.channelsMaybeOpen();
+      }
+      for (let i = 0; i < seats; i++) {
+        const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+        const stream = new MediaStream([transceiver.receiver.track]);
+        status.seats[i].video.srcObject = stream;
+        status.seats[i].receiver = transceiver.receiver;
+      }
+      pc.onconnectionstatechange = () => this.onConnectionState();
+      await pc.setLocalDescription(await pc.createOffer());
+      await this.iceGathered(pc);
+      const answer = await api(`/api/rooms/${encodeURIComponent(this.room)}/offer`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({
+          sdp: pc.localDescription.sdp,
+          type: "offer",
+          role: this.role,
+          avatar: this.role === "sender" ? this.avatar : undefined,
+          token: this.token,
+        }),
+      });
+      if (this.closed) return;
+      this.participant = answer.participant;
+      await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
+    } catch (error) {
+      this.teardownPeer();
+      this.fail(error);
+    }
+  }
+
+  async iceServers() {
+    const query = new URLSearchParams({ room: this.room, role: this.role });
+    if (this.token) query.set("token", this.token);
+    const answer = await api(`/api/ice?${query}`);
+    return answer.iceServers ?? [];
+  }
+
+  iceGathered(pc) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ICE_GATHER_TIMEOUT_MS);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  }
+
+  channelsMaybeOpen() {
+    const ready = this.ctrl?.readyState === "open" && (this.role !== "sender" || this.expr?.readyState === "open");
+    if (ready && this.onChannelsOpen) this.onChannelsOpen();
+  }
+
+  onConnectionState() {
+    const state = this.pc?.connectionState;
+    clearTimeout(this.disconnectTimer);
+    if (state === "connected") {
+      this.attempt = 0;
+      showError(null);
+      setState("connected", "connected");
+    } else if (state === "disconnected") {
+      setState("reconnecting", "connection interrupted…");
+      this.disconnectTimer = setTimeout(() => this.reconnect("the connection was interrupted"), DISCONNECTED_GRACE_MS);
+    } else if (state === "failed" || state === "closed") {
+      this.reconnect("the connection to the server failed");
+    }
+  }
+
+  fail(error) {
+    const retry = error instanceof RequestError ? error.retry : true;
+    const message = error?.message ?? String(error);
+    if (!retry) {
+      setState("failed", "not connected");
+      showError(message);
+      return;
+    }
+    this.scheduleRetry(message);
+  }
+
+  reconnect(reason) {
+    if (this.closed) return;
+    this.teardownPeer();
+    this.scheduleRetry(`Lost ${reason}.`);
+  }
+
+  scheduleRetry(message) {
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    const delay = Math.min(MAX_BACKOFF_S, 2 ** this.attempt);
+    this.attempt++;
+    setState("reconnecting", `retrying in ${delay} s`);
+    showError(`${message} Retrying in ${delay} s…`);
+    this.retryTimer = setTimeout(() => this.connect(), delay * 1000);
+  }
+
+  teardownPeer() {
+    clearTimeout(this.disconnectTimer);
+    if (this.pc) {
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+    }
+    this.pc = null;
+    this.expr = null;
+    this.ctrl = null;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearInterval(this.statsTimer);
+    this.teardownPeer();
+    buildSeats(0);
+    setState("idle", "not connected");
+  }
+
+  sendCtrl(message) {
+    if (this.ctrl?.readyState === "open") this.ctrl.send(JSON.stringify(message));
+  }
+
+  sendFrame(bytes, seq) {
+    if (this.expr?.readyState !== "open") return false;
+    if (this.expr.bufferedAmount > 16 * 1024) return false; // congested: skip, never queue
+    this.expr.send(bytes);
+    this.sentAt.set(seq, performance.now());
+    if (this.sentAt.size > 300) this.sentAt.delete(this.sentAt.keys().next().value);
+    return true;
+  }
+
+  onCtrl(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (message.type === "seats") {
+      showSeats(message.seats);
+    } else if (message.type === "stats" && message.rendered_seq != null) {
+      const sent = this.sentAt.get(message.rendered_seq);
+      if (sent !== undefined) this.renderLatencyMs = performance.now() - sent;
+    } else if (message.type === "error") {
+      if (message.kind !== "rate") showError(`Server: ${message.error}`);
+    } else if (message.type === "avatar") {
+      this.avatar = message.avatar;
+    }
+  }
+
+  // Per seat: fps, latency estimate, downlink kbps, connection state.
+  async pollStats() {
+    const pc = this.pc;
+    if (!pc) return;
+    if (this.role === "sender") this.sendCtrl({ type: "stats" });
+    const report = await pc.getStats();
+    let rttMs = null;
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime != null) {
+        rttMs = s.currentRoundTripTime * 1000;
+      }
+    });
+    const now = performance.now();
+    status.stats = status.seats.map((seat) => {
+      let inbound = null;
+      report.forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video" && s.trackIdentifier === seat.receiver?.track.id) inbound = s;
+      });
+      if (!inbound) return null;
+      const key = seat.receiver.track.id;
+      const before = this.previous.get(key);
+      this.previous.set(key, { t: now, bytes: inbound.bytesReceived, frames: inbound.framesDecoded ?? 0 });
+      const seconds = before ? (now - before.t) / 1000 : 0;
+      const fps = before && seconds > 0 ? ((inbound.framesDecoded ?? 0) - before.frames) / seconds : null;
+      const kbps = before && seconds > 0 ? ((inbound.bytesReceived - before.bytes) * 8) / seconds / 1000 : null;
+      const jitterMs = inbound.jitterBufferEmittedCount
+        ? (1000 * inbound.jitterBufferDelay) / inbound.jitterBufferEmittedCount
+        : 0;
+      const decodeMs = inbound.framesDecoded ? (1000 * (inbound.totalDecodeTime ?? 0)) / inbound.framesDecoded : 0;
+      const oneWay = rttMs != null ? rttMs / 2 : 0;
+      // Sender: expression frame sent -> rendered (ctrl stats) + video path; viewer: video path.
+      const upstream = this.role === "sender" && this.renderLatencyMs != null ? this.renderLatencyMs : 0;
+      const latencyMs = upstream + oneWay + jitterMs + decodeMs;
+      const values = {
+        fps: fps != null ? fps.toFixed(1) : "–",
+        latency: `≈${latencyMs.toFixed(0)} ms`,
+        kbps: kbps != null ? `${kbps.toFixed(0)} kbit/s` : "–",
+        state: pc.connectionState,
+      };
+      for (const [name, value] of Object.entries(values)) {
+        seat.element.querySelector(`[data-stat="${name}"]`).textContent = value;
+      }
+      return { fps, kbps, latencyMs, framesDecoded: inbound.framesDecoded ?? 0, state: pc.connectionState };
+    });
+  }
+}
+
+// ---------------------------------------------------------------- the browser sender
+
+class Sender {
+  constructor(session) {
+    this.session = session;
+    this.video = $("self-view");
+    this.tracker = null;
+    this.faceMesh = null;
+    this.seq = 0;
+    this.paused = false;
+    this.busy = false;
+    this.lastFaceAt = performance.now();
+    this.timer = null;
+    this.window = [];
+  }
+
+  async start() {
+    await this.useAvatar(this.session.avatar);
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
+        audio: false,
+      });
+    } catch (error) {
+      throw new RequestError(cameraMessage(error));
+    }
+    this.stream = stream;
+    this.video.srcObject = stream;
+    await this.video.play().catch(() => undefined);
+    if (typeof window.FaceMesh !== "function") {
+      throw new RequestError("Face Mesh did not load (mediapipe/face_mesh.js is missing from the build).");
+    }
+    this.faceMesh = new window.FaceMesh({ locateFile: (file) => `/static/mediapipe/${file}` });
+    this.faceMesh.setOptions({
+      maxNumFaces: 1,
+      refineLandmarks: true,
+      minDetectionConfidence: 0.5,
+      minTrackingConfidence: 0.5,
+    });
+    this.faceMesh.onResults((results) => this.onResults(results));
+    setFace("calibrating", "loading Face Mesh…");
+    await this.faceMesh.initialize();
+    this.timer = setInterval(() => this.tick(), 1000 / SEND_FPS);
+  }
+
+  async useAvatar(avatarId) {
+    const json = await api(`/api/avatars/${encodeURIComponent(avatarId)}/encoder`);
+    this.tracker = new ExpressionTracker(new ExpressionBasis(json));
+  }
+
+  async switchAvatar(avatarId) {
+    await this.useAvatar(avatarId);
+    this.session.avatar = avatarId;
+    this.session.sendCtrl({ type: "avatar", avatar: avatarId });
+  }
+
+  calibrate() {
+    this.tracker?.recalibrate();
+    this.session.sendCtrl({ type: "calibrate" });
+  }
+
+  async tick() {
+    if (this.busy || !this.faceMesh || this.video.readyState < 2) return;
+    this.busy = true;
+    const started = performance.now();
+    try {
+      this.captureTime = (performance.timeOrigin + started) / 1000;
+      await this.faceMesh.send({ image: this.video });
+      const ms = performance.now() - started;
+      status.faceMeshMs = status.faceMeshMs == null ? ms : 0.9 * status.faceMeshMs + 0.1 * ms;
+    } catch (error) {
+      showError(`Face Mesh failed: ${error?.message ?? error}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  onResults(results) {
+    const landmarks = results.multiFaceLandmarks?.[0];
+    const width = this.video.videoWidth;
+    const height = this.video.videoHeight;
+    const points =
+      landmarks && landmarks.length === this.tracker.template.points.length
+        ? landmarks.map((p) => [p.x * width, p.y * height, p.z * width])
+        : null;
+    const now = performance.now();
+    if (points) {
+      status.facesSeen++;
+      this.lastFaceAt = now;
+      if (status.error?.startsWith("No face")) showError(null);
+    } else if (now - this.lastFaceAt > NO_FACE_MESSAGE_MS) {
+      showError("No face detected. Face the camera in good light; the avatar holds its last expression.");
+    }
+    const state = this.tracker.process(points, this.captureTime);
+    status.trackerState = { ...state, calibrated: this.tracker.calibrated };
+    setFace(
+      !state.facePresent ? "none" : state.calibrating ? "calibrating" : "tracking",
+      !state.facePresent ? "no face" : state.calibrating ? "calibrating neutral — keep still" : "tracking",
+    );
+    $("tracking").textContent = state.facePresent ? (state.calibrating ? "calibrating" : "tracking") : "no face";
+    if (this.paused) return;
+    const bytes = encodeFrame({ seq: this.seq, timestamp: this.captureTime, ...state, flags: frameFlags(state) });
+    if (this.session.sendFrame(bytes, this.seq)) {
+      status.framesSent++;
+      status.bytesSent += bytes.byteLength;
+      status.lastFrameBytes = bytes.byteLength;
+      this.window.push(now);
+      while (this.window.length && now - this.window[0] > 2000) this.window.shift();
+    }
+    this.seq = (this.seq + 1) >>> 0;
+    $("uplink-bytes").textContent = `${status.lastFrameBytes} B/frame`;
+    $("uplink-fps").textContent = `${(this.window.length / 2).toFixed(1)} frames/s`;
+    $("facemesh-ms").textContent = status.faceMeshMs != null ? `${status.faceMeshMs.toFixed(0)} ms/frame` : "–";
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.stream?.getTracks().forEach((track) => track.stop());
+    this.faceMesh?.close();
+    this.faceMesh = null;
+    this.video.srcObject = null;
+  }
+}
+
+function cameraMessage(error) {
+  switch (error?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Camera permission denied. Allow camera access for this page (the lock icon in the address bar) and join again.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No camera found. Connect a webcam and join again, or join as a viewer.";
+    case "NotReadableError":
+      return "The camera is in use by another application.";
+    default:
+      return `Cannot open the camera: ${error?.message ?? error}`;
+  }
+}
+
+function setFace(state, text) {
+  const badge = $("face");
+  badge.dataset.face = state;
+  badge.textContent = text;
+}
+
+// ---------------------------------------------------------------- wiring
+
+let session = null;
+let sender = null;
+
+async function join(event) {
+  event?.preventDefault();
+  leave();
+  showError(null);
+  const room = $("room").value.trim();
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(room)) {
+    showError("Room names are 1–64 letters, digits, '-' or '_'.");
+    return;
+  }
+  const role = mode();
+  $("join-button").hidden = true;
+  $("leave-button").hidden = false;
+  $("sender").hidden = role !== "sender";
+  session = new Session({ room, token: $("token").value.trim(), role, avatar: $("avatar").value });
+  try {
+    if (role === "sender") {
+      sender = new Sender(session);
+      await sender.start();
+    }
+    await session.start();
+  } catch (error) {
+    const message = error?.message ?? String(error);
+    setState("failed", "not connected");
+    showError(message);
+    sender?.stop();
+  }
+}
+
+function leave() {
+  sender?.stop();
+  session?.close();
+  sender = null;
+  session = null;
+  $("join-button").hidden = false;
+  $("leave-button").hidden = true;
+}
+
+async function init() {
+  $("room").value = params.get("room") ?? $("room").value;
+  $("token").value = params.get("token") ?? "";
+  const role = params.get("role");
+  if (role === "sender" || role === "viewer") {
+    document.querySelector(`input[name="mode"][value="${role}"]`).checked = true;
+  }
+  $("join").addEventListener("submit", join);
+  $("leave-button").addEventListener("click", leave);
+  $("calibrate").addEventListener("click", () => sender?.calibrate());
+  $("toggle-self").addEventListener("click", (event) => {
+    const self = document.querySelector(".self");
+    const hidden = self.classList.toggle("hidden");
+    event.target.textContent = hidden ? "Show self-view" : "Hide self-view";
+    event.target.setAttribute("aria-pressed", String(hidden));
+  });
+  $("pause").addEventListener("click", (event) => {
+    if (!sender) return;
+    sender.paused = !sender.paused;
+    event.target.textContent = sender.paused ? "Resume sending" : "Pause sending";
+    event.target.setAttribute("aria-pressed", String(sender.paused));
+  });
+  $("avatar").addEventListener("change", () => {
+    if (sender) sender.switchAvatar($("avatar").value).catch((error) => showError(error.message));
+  });
+  try {
+    await loadAvatars();
+  } catch (error) {
+    showError(error.message);
+    setState("failed", "server unreachable");
+    return;
+  }
+  if (params.get("autojoin") === "1") join();
+}
+
+init();
