@@ -15,7 +15,7 @@ class LearningRates:
 
     means: float = 2e-4  # metres; decays exponentially to means * means_final_fraction
     means_final_fraction: float = 0.01
-    quats: float = 1e-3
+    quats_wxyz: float = 1e-3
     log_scales: float = 5e-3
     opacity_logits: float = 5e-2
     sh_coeffs: float = 2.5e-3
