@@ -1,0 +1,93 @@
+"""Procedural animation of the synthetic head: smooth random expression and head-pose curves
+(deterministic for a seed), posing into world space and per-vertex shading."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from npga.data.synth.head import PARAMETERS, HeadModel, pose_head
+from npga.geometry import axis_angle_to_quat, quat_to_rotmat
+
+KEY_SPACING = 8  # frames between random key values
+LIGHT = np.array([-0.35, -0.55, -0.75]) / np.linalg.norm([-0.35, -0.55, -0.75])  # towards light
+AMBIENT, DIFFUSE = 0.62, 0.45
+
+
+def _curve(rng: np.random.Generator, frames: int, active: float) -> np.ndarray:
+    """[frames] in [0, 1]: smooth interpolation of random keys, 0 with probability 1-active,
+    else in [0.4, 1] (clear extremes)."""
+    keys = np.where(
+        rng.random(frames // KEY_SPACING + 2) < active,
+        rng.uniform(0.4, 1.0, frames // KEY_SPACING + 2),
+        0.0,
+    )
+    position = np.arange(frames) / KEY_SPACING
+    index = position.astype(int)
+    t = position - index
+    t = t * t * (3 - 2 * t)
+    return keys[index] * (1 - t) + keys[index + 1] * t
+
+
+def _blinks(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """[frames]: blinks of ~5 frames every ~12-30 frames."""
+    curve = np.zeros(frames)
+    start = int(rng.integers(2, 10))
+    while start < frames:
+        for offset, value in enumerate((0.5, 1.0, 1.0, 0.6, 0.2)):
+            if start + offset < frames:
+                curve[start + offset] = value
+        start += int(rng.integers(12, 30))
+    return curve
+
+
+def animate(frames: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> rig parameters [T, P] (PARAMETERS order), head rotation wxyz [T, 4], translation
+    [T, 3] (metres)."""
+    rng = np.random.default_rng(seed)
+    curves = {"jaw_open": _curve(rng, frames, 0.5), "pucker": _curve(rng, frames, 0.25)}
+    for name, active in (("smile", 0.45), ("brow", 0.35)):
+        both = _curve(rng, frames, active)
+        one = _curve(rng, frames, 0.3)
+        side = rng.random(frames // KEY_SPACING + 2) < 0.5  # which side an asymmetry favours
+        favour = np.repeat(side, KEY_SPACING)[:frames]
+        curves[f"{name}_l"] = np.clip(both + one * favour, 0, 1)
+        curves[f"{name}_r"] = np.clip(both + one * ~favour, 0, 1)
+    blink = _blinks(rng, frames)
+    wink = _curve(rng, frames, 0.1) * (rng.random() < 0.5)
+    curves["blink_l"] = np.clip(blink + wink, 0, 1)
+    curves["blink_r"] = blink
+    curves["pucker"] = curves["pucker"] * (1 - curves["smile_l"]) * (1 - curves["smile_r"])
+    params = np.stack([curves[name] for name in PARAMETERS], axis=1)
+    # Head pose: yaw, pitch, roll as sums of slow sinusoids with random phases.
+    time = np.arange(frames)[:, None]
+    amplitude = np.radians([10.0, 18.0, 5.0])  # pitch (x), yaw (y), roll (z)
+    periods = rng.uniform(45, 90, 3)
+    phases = rng.uniform(0, 2 * math.pi, 3)
+    angles = amplitude * np.sin(2 * math.pi * time / periods + phases)  # [T, 3]
+    rotation = axis_angle_to_quat(torch.from_numpy(angles)).numpy()
+    translation = 0.008 * np.sin(2 * math.pi * time / rng.uniform(60, 120, 3) + phases[::-1])
+    return params.astype(np.float32), rotation.astype(np.float32), translation.astype(np.float32)
+
+
+def world_vertices(
+    head: HeadModel, params: np.ndarray, rotation_wxyz: np.ndarray, translation: np.ndarray
+) -> np.ndarray:
+    """params [P], rotation_wxyz [4], translation [3] -> world vertices [V, 3]."""
+    rotation = quat_to_rotmat(torch.from_numpy(rotation_wxyz).double()).numpy()
+    return pose_head(head, params) @ rotation.T + translation
+
+
+def vertex_shading(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """vertices [V, 3], triangles [F, 3] -> [V] Lambert + ambient, normals facing outwards."""
+    a, b, c = (vertices[triangles[:, k]] for k in range(3))
+    face_normals = np.cross(b - a, c - a)  # [F, 3], area-weighted
+    normals = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(normals, triangles[:, k], face_normals)
+    outwards = vertices - vertices.mean(axis=0)
+    normals *= np.where((normals * outwards).sum(axis=1) < 0, -1.0, 1.0)[:, None]
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return AMBIENT + DIFFUSE * np.clip(normals @ LIGHT, 0.0, 1.0)
