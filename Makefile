@@ -14,12 +14,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "mediapipe==0.10.21"
 	touch $@
 
-install: $(VENV)/.installed
+# The browser client: Face Mesh (npm, wasm + models in the tarball) and the page into web_client/dist.
+WEB_CLIENT_DIST := web_client/dist/index.html
+$(WEB_CLIENT_DIST): web_client/package-lock.json web_client/build.mjs $(wildcard web_client/src/*)
+	cd web_client && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
-# Debian packages the tests use: coturn (the TURN relay integration test).
+install: $(VENV)/.installed $(WEB_CLIENT_DIST)
+
+# Debian packages the tests use: coturn (the TURN relay integration test) and chromium (the
+# browser tests drive /usr/bin/chromium through Playwright).
 system-deps:
-	@command -v turnserver >/dev/null 2>&1 || { \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null; }
+	@command -v turnserver >/dev/null 2>&1 && test -x /usr/bin/chromium || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq coturn chromium >/dev/null; }
 
 # The live demo: server + built-in avatar + built-in sender (room "demo"); Ctrl-C to stop.
 demo: install

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
@@ -143,12 +144,11 @@ def launch_chromium(playwright: Any, user_data: Path, extra_flags: list[str] | N
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.25) -> Any:
-    import time
-
+    """The first truthy value (or array) ``predicate`` returns; AssertionError after timeout."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value:
+        if isinstance(value, np.ndarray) or value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
@@ -196,3 +196,43 @@ def astronaut_frames(count: int = 120, width: int = 320, height: int = 240) -> l
         map_y = np.where(ys > mouth_y, mouth_y + (ys - mouth_y) / (1 + open_), ys)
         frames.append(cv2.remap(base, xs, map_y.astype(np.float32), cv2.INTER_LINEAR))
     return frames
+
+
+# ---------------------------------------------------------------- reading the page
+
+# Sum of framesDecoded over the page's inbound video streams (RTCPeerConnection.getStats()).
+FRAMES_DECODED_JS = """async () => {
+  const pc = window.telepresence.pc;
+  if (!pc) return 0;
+  let total = 0;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") total += s.framesDecoded || 0;
+  });
+  return total;
+}"""
+
+# The first visible seat's current video frame, as a [size*size] grey-level list (0..255).
+SEAT_PIXELS_JS = """(size) => {
+  const seat = window.telepresence.seats.find((s) => !s.element.hidden);
+  if (!seat || seat.video.videoWidth === 0) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = size;
+  canvas.height = size;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(seat.video, 0, 0, size, size);
+  const rgba = context.getImageData(0, 0, size, size).data;
+  const grey = [];
+  for (let i = 0; i < rgba.length; i += 4) {
+    grey.push(Math.round(0.299 * rgba[i] + 0.587 * rgba[i + 1] + 0.114 * rgba[i + 2]));
+  }
+  return grey;
+}"""
+
+
+def seat_pixels(page: Any, size: int = 48) -> np.ndarray | None:
+    grey = page.evaluate(SEAT_PIXELS_JS, size)
+    return None if grey is None else np.asarray(grey, dtype=np.float64).reshape(size, size)
+
+
+def error_text(page: Any) -> str:
+    return str(page.evaluate("() => window.telepresence.error || ''"))

@@ -74,7 +74,8 @@ async function api(path, options = {}) {
   if (!response.ok) {
     const detail = body?.error ?? `HTTP ${response.status}`;
     if (response.status === 429) {
-      throw new RequestError(`Room is full or the server is busy: ${detail}`, { status: 429, retry: true });
+      const what = /full/.test(detail) ? "This room is full" : "The server is busy";
+      throw new RequestError(`${what}: ${detail}.`, { status: 429, retry: true });
     }
     if (response.status === 401 || response.status === 403) {
       throw new RequestError(`Not allowed: ${detail}`, { status: response.status });
@@ -170,6 +171,7 @@ class Session {
       const ice = await this.iceServers();
       const pc = new RTCPeerConnection({ iceServers: ice });
       this.pc = pc;
+      status.pc = pc;
       this.ctrl = pc.createDataChannel("ctrl");
       this.ctrl.onmessage = (event) => this.onCtrl(event.data);
       this.ctrl.onopen = () => this.channelsMaybeOpen();
@@ -358,7 +360,9 @@ class Session {
       const oneWay = rttMs != null ? rttMs / 2 : 0;
       // Sender: expression frame sent -> rendered (ctrl stats) + video path; viewer: video path.
       const upstream = this.role === "sender" && this.renderLatencyMs != null ? this.renderLatencyMs : 0;
-      const latencyMs = upstream + oneWay + jitterMs + decodeMs;
+      // + half a frame interval: on average a render waits that long for the track's next tick.
+      const pacingMs = fps ? 500 / fps : 0;
+      const latencyMs = upstream + pacingMs + oneWay + jitterMs + decodeMs;
       const values = {
         fps: fps != null ? fps.toFixed(1) : "–",
         latency: `≈${latencyMs.toFixed(0)} ms`,
@@ -545,10 +549,10 @@ async function join(event) {
     }
     await session.start();
   } catch (error) {
-    const message = error?.message ?? String(error);
+    leave();
+    $("sender").hidden = true;
     setState("failed", "not connected");
-    showError(message);
-    sender?.stop();
+    showError(error?.message ?? String(error));
   }
 }
 

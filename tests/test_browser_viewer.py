@@ -1,0 +1,90 @@
+"""The browser viewer in headless Chromium against a real server: live avatar video, stats,
+and readable errors (room full, server unreachable)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser_fixtures import (
+    CHROMIUM,
+    FRAMES_DECODED_JS,
+    client_built,
+    error_text,
+    launch_chromium,
+    seat_pixels,
+    server_thread,
+    synthetic_sender,
+    wait_until,
+)
+from telepresence.config import Limits
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)"),
+    pytest.mark.skipif(not client_built(), reason="web client not built (make install)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.mark.usefixtures("loopback_ice")
+def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> None:
+    # Two participants per room: the Python sender and one browser viewer fill room "v1".
+    with server_thread(Limits(max_participants_per_room=2)) as server:
+        server.background(synthetic_sender(server.url, "v1", "anna", dim=16))
+        wait_until(lambda: server.metric("telepresence_frames_received_total") > 5, 20, "sender")
+        with sync_api.sync_playwright() as playwright:
+            context = launch_chromium(playwright, tmp_path / "profile")
+            try:
+                page = context.new_page()
+                page.goto(f"{server.url}/?room=v1&role=viewer&autojoin=1")
+                wait_until(
+                    lambda: page.evaluate("() => window.telepresence.state") == "connected",
+                    20,
+                    "the viewer to connect",
+                )
+                first = wait_until(lambda: page.evaluate(FRAMES_DECODED_JS), 20, "frames")
+                page.wait_for_timeout(2000)
+                second = page.evaluate(FRAMES_DECODED_JS)
+                assert second > first + 10, (first, second)  # ~20 fps: rising
+
+                pixels = wait_until(lambda: seat_pixels(page), 10, "a visible avatar seat")
+                assert pixels.std() > 15  # a head on a background, not a flat grey seat
+                assert (pixels < 200).mean() > 0.1
+                page.wait_for_timeout(1200)  # one stats period: the overlay has its numbers
+                stats = page.evaluate("() => window.telepresence.stats[0]")
+                assert stats["fps"] > 5 and stats["kbps"] > 0 and stats["latencyMs"] > 0
+                assert page.locator(".seat:not([hidden]) [data-stat=state]").inner_text() == (
+                    "connected"
+                )
+                page.screenshot(path=str(tmp_path / "viewer.png"))
+
+                full = context.new_page()  # a third participant: refused with 429
+                full.goto(f"{server.url}/?room=v1&role=viewer&autojoin=1")
+                wait_until(lambda: "full" in error_text(full), 10, "the room-full message")
+                assert full.locator("#error").is_visible()
+                full.screenshot(path=str(tmp_path / "room_full.png"))
+                full.close()
+
+                offline = context.new_page()  # the server stops answering offers
+                offline.route("**/api/rooms/**", lambda route: route.abort())
+                offline.goto(f"{server.url}/?room=v2&role=viewer&autojoin=1")
+                wait_until(lambda: "unreachable" in error_text(offline), 10, "the error")
+                assert "Retrying" in error_text(offline)
+                offline.close()
+            finally:
+                context.close()
+    _keep(tmp_path, "viewer.png", "room_full.png")
+
+
+def _keep(tmp_path: Path, *names: str) -> None:
+    """Copy screenshots where a person can look at them (TELEPRESENCE_SCREENSHOTS or build/)."""
+    out = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 1000
+        shutil.copy(tmp_path / name, out / name)
+    assert np.isfinite(0.0)
