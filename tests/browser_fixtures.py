@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -177,25 +179,21 @@ def write_y4m(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
                 out.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
 
 
-def astronaut_frames(count: int = 120, width: int = 320, height: int = 240) -> list[np.ndarray]:
-    """A talking portrait: skimage's astronaut, the lower face stretched open and shut.
+def synthetic_head_frames(out: Path, frames: int = 90, resolution: int = 256) -> list[np.ndarray]:
+    """RGB frames [R, R, 3] of the synthetic talking head (``npga synth``, front camera)."""
+    from PIL import Image
 
-    The first third is still (the page calibrates its neutral); then the jaw opens and closes.
-    """
-    import cv2
-    from skimage import data
-
-    portrait = data.astronaut()[0:300, 60:460]  # [300, 400, 3] head and shoulders, 4:3
-    base = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_AREA)
-    mouth_y = 0.48 * height  # below the nose: the rows that stretch
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = []
-    for t in range(count):
-        phase = max(0.0, (t - count / 3) / (2 * count / 3))
-        open_ = 0.3 * np.sin(np.pi * 2 * phase) ** 2  # 0 (neutral) .. 0.3
-        map_y = np.where(ys > mouth_y, mouth_y + (ys - mouth_y) / (1 + open_), ys)
-        frames.append(cv2.remap(base, xs, map_y.astype(np.float32), cv2.INTER_LINEAR))
-    return frames
+    npga = Path(sys.executable).with_name("npga")
+    subprocess.run(
+        [str(npga), "synth", str(out), "--frames", str(frames), "--cameras", "1",
+         "--resolution", str(resolution), "--seed", "0"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    camera = json.loads((out / "cameras.json").read_text())["front_camera"]
+    return [
+        np.asarray(Image.open(out / "frames" / f"{t:05d}" / f"{camera}.png").convert("RGB"))
+        for t in range(frames)
+    ]
 
 
 # ---------------------------------------------------------------- reading the page

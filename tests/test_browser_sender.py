@@ -1,6 +1,9 @@
-"""The zero-install browser sender in headless Chromium: a fake camera plays a .y4m of a face,
-Face Mesh runs in the page, expression frames reach the server, and the avatar video that comes
-back changes with the expression. Also: a readable error when the camera is refused."""
+"""The zero-install browser sender in headless Chromium.
+
+A fake camera plays a .y4m of the synthetic talking head (`npga synth`, front camera), Face Mesh
+runs in the page, expression frames reach the server, and the avatar video that comes back
+changes with the expression. Also: a readable error when the camera is refused.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,12 @@ import pytest
 
 from browser_fixtures import (
     CHROMIUM,
-    astronaut_frames,
     client_built,
     error_text,
     launch_chromium,
     seat_pixels,
     server_thread,
+    synthetic_head_frames,
     wait_until,
     write_y4m,
 )
@@ -43,8 +46,9 @@ STATE_JS = """() => {
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("camera") / "face.y4m"
-    write_y4m(astronaut_frames(), path)
+    folder = tmp_path_factory.mktemp("camera")
+    path = folder / "face.y4m"
+    write_y4m(synthetic_head_frames(folder / "synth"), path)
     return path
 
 
@@ -103,7 +107,8 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
     print(f"uplink {state['bytes']} B/frame, Face Mesh {state['faceMeshMs']:.0f} ms/frame")
     assert code_gap > 0.3
     assert image_gap > 1.5 and image_gap > 2 * still  # beyond video-coding noise
-    assert correlation > 0.5  # the more the codes differ, the more the avatar frames differ
+    # The more the codes differ, the more the avatar frames differ (head motion adds its own).
+    assert correlation > 0.3
     _keep(tmp_path, "sender.png")
 
 
