@@ -1,5 +1,5 @@
 """The browser viewer in headless Chromium against a real server: live avatar video, stats,
-and readable errors (room full, server unreachable)."""
+automatic reconnect and readable errors (room full, server unreachable)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from browser_fixtures import (
     synthetic_sender,
     wait_until,
 )
+from telepresence.app import PEERS
 from telepresence.config import Limits
 
 pytestmark = [
@@ -61,6 +62,21 @@ def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> N
                     "connected"
                 )
                 page.screenshot(path=str(tmp_path / "viewer.png"))
+
+                # The server drops the session: the page reconnects by itself.
+                participant = page.evaluate("() => window.telepresence.participant")
+                server.run(server.app[PEERS].close(participant))
+                wait_until(
+                    lambda: (
+                        page.evaluate("() => window.telepresence.participant") != participant
+                        and page.evaluate("() => window.telepresence.state") == "connected"
+                    ),
+                    20,
+                    "the viewer to reconnect",
+                )
+                again = wait_until(lambda: page.evaluate(FRAMES_DECODED_JS), 20, "frames again")
+                page.wait_for_timeout(1000)
+                assert page.evaluate(FRAMES_DECODED_JS) > again
 
                 full = context.new_page()  # a third participant: refused with 429
                 full.goto(f"{server.url}/?room=v1&role=viewer&autojoin=1")

@@ -175,6 +175,8 @@ class Session {
       this.ctrl = pc.createDataChannel("ctrl");
       this.ctrl.onmessage = (event) => this.onCtrl(event.data);
       this.ctrl.onopen = () => this.channelsMaybeOpen();
+      // The server ends a session by closing the peer: the channel closes before ICE notices.
+      this.ctrl.onclose = () => this.reconnect("the session (the server closed it)");
       if (this.role === "sender") {
         this.expr = pc.createDataChannel("expr", { ordered: false, maxRetransmits: 0 });
         this.expr.binaryType = "arraybuffer";
@@ -202,6 +204,7 @@ class Session {
       });
       if (this.closed) return;
       this.participant = answer.participant;
+      status.participant = answer.participant;
       await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
     } catch (error) {
       this.teardownPeer();
@@ -278,6 +281,7 @@ class Session {
 
   teardownPeer() {
     clearTimeout(this.disconnectTimer);
+    if (this.ctrl) this.ctrl.onclose = null;
     if (this.pc) {
       this.pc.onconnectionstatechange = null;
       this.pc.close();
