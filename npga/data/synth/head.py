@@ -48,8 +48,9 @@ def _gaussian(vertices: np.ndarray, centre: np.ndarray, sigma: float) -> np.ndar
     return np.exp(-((vertices - centre) ** 2).sum(axis=1) / (2 * sigma**2))
 
 
-def _blendshapes(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Displacements [P-1, V, 3] for smile, blink, brow and pucker (left and right)."""
+def _blendshapes(vertices: np.ndarray, points: np.ndarray, eyeballs: slice) -> np.ndarray:
+    """Displacements [P-1, V, 3] for smile, blink, brow and pucker (left and right).
+    ``eyeballs``: the vertices behind the eye openings (they fold onto the lower lid on blink)."""
     front = f.smoothstep(0.04, 0.0, vertices[:, 2])[:, None]  # the face, not the back of the head
     shapes = {}
     for side, corner, cheek, sign in (
@@ -68,6 +69,12 @@ def _blendshapes(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
         blink[list(upper)] = 0.85 * gap
         blink[list(lower)] = -0.15 * gap
         blink[list(crease)] = 0.35 * gap
+        ball = vertices[eyeballs]
+        lower_line = points[list(lower)][np.argsort(points[list(lower), 0])]
+        inside = (ball[:, 0] >= lower_line[0, 0]) & (ball[:, 0] <= lower_line[-1, 0])
+        drop = np.interp(ball[:, 0], lower_line[:, 0], lower_line[:, 1]) - ball[:, 1]
+        blink[eyeballs, 1] = np.where(inside, drop, 0.0)
+        blink[eyeballs, 2] = np.where(inside, 0.003, 0.0)
         shapes[f"blink_{side}"] = blink
         eye_top = points[list(upper), 1].min()
         above = f.smoothstep(eye_top + 0.001, eye_top - 0.008, vertices[:, 1])[:, None]
@@ -153,7 +160,7 @@ def build_head(photo: np.ndarray) -> HeadModel:
         triangles=np.concatenate(triangles).astype(np.int32),
         uvs=np.concatenate(uvs),
         texture=atlas,
-        blendshapes=_blendshapes(all_vertices, points),
+        blendshapes=_blendshapes(all_vertices, points, slice(offset - len(eyeball_ids), offset)),
         jaw_weights=jaw,
         hinge=hinge,
     )

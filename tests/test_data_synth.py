@@ -1,0 +1,145 @@
+"""The synthetic capture rig: determinism, masks, ground truth, expression-dependent appearance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from npga.cameras import orbit_cameras
+from npga.cli import main
+from npga.data import CaptureDataset
+from npga.data.layout import frame_path
+from npga.data.synth.head import PARAMETERS, HeadModel, build_head
+from npga.data.synth.raster import project, render_views
+from npga.data.synth.rig import animate, vertex_shading, world_vertices
+from npga.data.synth.writer import TARGET, SynthConfig, synth_cameras, write_synth
+
+CONFIG = SynthConfig(frames=6, cameras=3, resolution=72, seed=3)
+
+
+@pytest.fixture(scope="module")
+def head() -> HeadModel:
+    from skimage import data
+
+    return build_head(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "cap"
+    write_synth(out, CONFIG)
+    return out
+
+
+def test_capture_layout_and_ground_truth(capture: Path) -> None:
+    data = CaptureDataset(capture)
+    assert data.camera_names == ["cam_00", "cam_01", "cam_02"] and data.front_camera == "cam_01"
+    assert data.timesteps == list(range(6)) and data.has_masks and data.codes is None
+    assert data.splits.test_timesteps == [5] and data.splits.train_timesteps == [0, 1, 2, 3, 4]
+    assert data.splits.test_cameras == ["cam_02"]
+    assert not (capture / "codes.npz").exists()
+    with np.load(capture / "rig.npz") as rig:
+        assert rig["landmarks_world"].shape == (6, 478, 3)
+        assert rig["head_rotation_wxyz"].shape == (6, 4) and rig["head_translation"].shape == (6, 3)
+        assert list(rig["parameter_names"]) == list(PARAMETERS)
+        for name in PARAMETERS:
+            assert rig[name].shape == (6,) and 0 <= rig[name].min() <= rig[name].max() <= 1
+        landmarks = rig["landmarks_world"]
+    # The ground-truth landmarks project onto the face in the front image: the nose tip lands
+    # on a foreground pixel, near the image centre.
+    frame = data.frame(2)
+    cams = frame.cameras
+    pixels = project(landmarks[2].astype(np.float64), cams.world_to_cam[1].double().numpy(),
+                     cams.intrinsics[1].double().numpy())  # fmt: skip
+    x, y = pixels[1, :2].astype(int)
+    assert frame.masks is not None and frame.masks[1, y, x, 0] == 1.0
+    assert abs(x - 36) < 12 and abs(y - 36) < 18
+
+
+def test_masks_match_images(capture: Path) -> None:
+    for t in range(6):
+        for name in ("cam_00", "cam_01", "cam_02"):
+            rgb = np.asarray(Image.open(frame_path(capture, t, name)))
+            mask = np.asarray(Image.open(frame_path(capture, t, name, masks=True)))
+            assert (rgb[mask == 0] == 255).all()  # background is white
+            assert 0.08 < (mask == 255).mean() < 0.6  # a head, not an empty or full frame
+            assert (rgb[mask == 255].mean(axis=-1) < 250).mean() > 0.95
+
+
+def test_identical_seed_identical_bytes(capture: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert main(["synth", str(again), "--frames", "6", "--cameras", "3", "--resolution", "72",
+                 "--seed", "3"]) == 0  # fmt: skip
+    files = sorted(p.relative_to(capture) for p in capture.rglob("*.png"))
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*.png")) and len(files) == 36
+    for name in files:
+        assert (capture / name).read_bytes() == (again / name).read_bytes(), name
+    other = animate(6, seed=4)[0]
+    assert not np.allclose(other, animate(6, seed=3)[0])
+
+
+def test_resume_and_existing_capture(capture: Path, tmp_path: Path) -> None:
+    assert main(["synth", str(capture), "--frames", "6", "--cameras", "3"]) == 2
+    out = tmp_path / "cap"
+    write_synth(out, SynthConfig(frames=2, cameras=1, resolution=32))
+    stamp = frame_path(out, 0, "cam_00").stat().st_mtime_ns
+    write_synth(out, SynthConfig(frames=3, cameras=1, resolution=32), resume=True)
+    assert frame_path(out, 0, "cam_00").stat().st_mtime_ns == stamp
+    assert len(CaptureDataset(out)) == 3
+
+
+def _front_view(head: HeadModel, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> rgb [160, 160, 3] uint8 of the front camera (face close-up), landmarks [478, 2]."""
+    cameras = orbit_cameras(
+        [0.0], distance=1.0, focal_px=1200.0, width=160, height=160, target=(0.0, 0.02, 0.0)
+    )
+    vertices = world_vertices(head, params, np.array([1.0, 0, 0, 0]), np.zeros(3))
+    shade = vertex_shading(vertices, head.triangles)
+    rgb, _ = render_views(vertices, head.triangles, head.uvs, shade, head.texture, cameras)
+    w2c, k = cameras.world_to_cam[0].double().numpy(), cameras.intrinsics[0].double().numpy()
+    return rgb[0], project(vertices[:478], w2c, k)[:, :2]
+
+
+def _box(pixels: np.ndarray, indices: list[int], margin: int = 2) -> tuple[slice, slice]:
+    lo = np.floor(pixels[indices].min(axis=0)).astype(int) - margin
+    hi = np.ceil(pixels[indices].max(axis=0)).astype(int) + margin
+    return slice(lo[1], hi[1]), slice(lo[0], hi[0])
+
+
+def test_appearance_changes_beyond_landmark_motion(head: HeadModel) -> None:
+    neutral = np.zeros(len(PARAMETERS))
+    rest, rest_points = _front_view(head, neutral)
+    jaw = neutral.copy()
+    jaw[PARAMETERS.index("jaw_open")] = 1.0
+    opened, open_points = _front_view(head, jaw)
+    lips = [61, 291, 0, 17, 13, 14, 78, 308]
+    mouth = _box(open_points, lips)
+    dark = opened[mouth].max(axis=-1) < 70  # the mouth interior
+    bright = opened[mouth].min(axis=-1) > 200  # teeth
+    rest_mouth = _box(rest_points, lips)
+    assert dark.sum() > 60 and bright.sum() > 10
+    assert (rest[rest_mouth].max(axis=-1) < 70).sum() < 0.2 * dark.sum()
+    # Lower lip landmarks moved down by several pixels; the opening exposes new colours that no
+    # warp of the closed mouth contains.
+    assert open_points[14, 1] - rest_points[14, 1] > 3
+    # Blinking covers the irises with eyelid skin.
+    blink = neutral.copy()
+    blink[PARAMETERS.index("blink_l")] = blink[PARAMETERS.index("blink_r")] = 1.0
+    closed, _ = _front_view(head, blink)
+    eyes = _box(rest_points, [33, 133, 159, 145, 263, 362, 386, 374], margin=0)
+    iris_open = (rest[eyes].max(axis=-1) < 60).sum()
+    iris_closed = (closed[eyes].max(axis=-1) < 60).sum()
+    assert iris_open > 20 and iris_closed < 0.3 * iris_open
+
+
+def test_camera_arc() -> None:
+    names, cameras, front, held_out = synth_cameras(8, 64)
+    assert len(names) == 8 and front == "cam_03" and held_out == "cam_04"
+    centres = cameras.centers() - torch.tensor(TARGET)
+    torch.testing.assert_close(centres.norm(dim=1), torch.ones(8), atol=1e-4, rtol=0)
+    yaw = torch.rad2deg(torch.atan2(centres[:, 0], -centres[:, 2]))
+    assert yaw.min() < -44 and yaw.max() > 44 and abs(float(yaw[3])) < 1e-3
