@@ -69,6 +69,74 @@ def cmd_check(args: argparse.Namespace) -> None:
     )
 
 
+def _video_length(path: Path) -> int:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return int(container.streams.video[0].frames)
+    except (av.FFmpegError, IndexError) as error:
+        raise CliError(f"{path}: cannot read ({error})") from None
+
+
+def cmd_import_nersemble(args: argparse.Namespace) -> None:
+    from npga.data.nersemble import import_nersemble, read_calibration, video_path
+
+    try:
+        serials = args.cameras or read_calibration(args.src).serials
+        count = args.frames
+        if count is None:
+            length = _video_length(video_path(args.src, args.sequence, serials[0]))
+            if length < 1:
+                raise CliError("the video does not state its length: give --frames")
+            count = len(range(args.start, length, args.stride))
+        frames = [args.start + i * args.stride for i in range(count)]
+        with _progress("decoding cameras") as progress:
+            task = progress.add_task("import", total=len(serials))
+            import_nersemble(
+                args.src,
+                args.sequence,
+                args.out,
+                serials=serials,
+                frames=frames,
+                resolution=args.resolution,
+                front_camera=args.front_camera,
+                test_cameras=args.test_cameras,
+                test_fraction=args.test_fraction,
+                on_camera=lambda done: progress.update(task, completed=done),
+            )
+    except CaptureError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {len(frames)} timesteps x {len(serials)} cameras to {args.out}")
+
+
+def cmd_import_gaussian_avatars(args: argparse.Namespace) -> None:
+    from npga.data.gaussian_avatars import import_gaussian_avatars
+
+    try:
+        with _progress("converting frames") as progress:
+            task = progress.add_task("import", total=None)
+            import_gaussian_avatars(
+                args.src,
+                args.out,
+                resolution=args.resolution,
+                on_frame=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    except CaptureError as error:
+        raise CliError(str(error)) from None
+    print(f"wrote {args.out} (FLAME codes in codes.npz when the capture has them)")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
 def add_commands(commands: Any) -> None:
     """Adds ``synth`` and ``data`` to the ``npga`` subparsers ``commands``."""
     synth = commands.add_parser("synth", help="render a synthetic multi-view talking-head capture")
@@ -91,6 +159,28 @@ def add_commands(commands: Any) -> None:
     preview.add_argument("--columns", type=positive_int, default=8, help="timesteps shown")
     preview.add_argument("--resolution", type=positive_int, default=128, help="tile width")
     preview.set_defaults(run=cmd_preview)
+
+    ner = data_commands.add_parser("import-nersemble", help="NeRSemble v2 raw -> own layout")
+    ner.add_argument("src", type=Path, help="participant folder (calibration/, sequences/)")
+    ner.add_argument("out", type=Path, help="capture folder to write")
+    ner.add_argument("--sequence", required=True, help="sequence name under sequences/")
+    ner.add_argument("--cameras", nargs="+", metavar="SERIAL", help="default: all calibrated")
+    ner.add_argument("--start", type=int, default=0, help="first video frame")
+    ner.add_argument("--stride", type=positive_int, default=1, help="keep every n-th frame")
+    ner.add_argument("--frames", type=positive_int, help="timesteps to keep (default: all)")
+    ner.add_argument("--resolution", type=positive_int, default=512, help="output image width")
+    ner.add_argument("--front-camera", metavar="SERIAL", help="default: the rig's middle camera")
+    ner.add_argument("--test-cameras", nargs="*", metavar="SERIAL", help="held-out cameras")
+    ner.add_argument("--test-fraction", type=_fraction, default=0.15, help="held-out tail")
+    ner.set_defaults(run=cmd_import_nersemble)
+
+    ga = data_commands.add_parser(
+        "import-gaussian-avatars", help="GaussianAvatars/VHAP (transforms_*.json) -> own layout"
+    )
+    ga.add_argument("src", type=Path, help="folder with transforms_{train,val,test}.json")
+    ga.add_argument("out", type=Path, help="capture folder to write")
+    ga.add_argument("--resolution", type=positive_int, help="output image width (default: same)")
+    ga.set_defaults(run=cmd_import_gaussian_avatars)
 
     check = data_commands.add_parser("check", help="validate a capture folder")
     check.add_argument("capture", type=Path, help="capture folder (own layout)")

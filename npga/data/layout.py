@@ -232,3 +232,10 @@ def write_image(path: Path, pixels: np.ndarray) -> None:
     """pixels [H, W, 3] or [H, W] uint8 -> PNG (parent folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, compress_level=1)
+
+
+def middle_camera(cameras: Cameras) -> int:
+    """The index of the camera whose optical axis is closest to the rig's mean viewing
+    direction (the front camera of an arc around a face)."""
+    forward = cameras.world_to_cam[:, 2, :3].double()  # [C, 3] optical axes in world
+    return int(torch.argmax(forward @ forward.mean(dim=0)))
