@@ -209,9 +209,12 @@ FRAMES_DECODED_JS = """async () => {
   return total;
 }"""
 
-# The first visible seat's current video frame, as a [size*size] grey-level list (0..255).
+# The page's own seat (a sender's avatar), else the first visible one: its current frame as
+# a [size*size] list of grey levels (0..255).
 SEAT_PIXELS_JS = """(size) => {
-  const seat = window.telepresence.seats.find((s) => !s.element.hidden);
+  const t = window.telepresence;
+  const seat = t.seats.find((s) => s.participant && s.participant === t.participant)
+    || t.seats.find((s) => !s.element.hidden);
   if (!seat || seat.video.videoWidth === 0) return null;
   const canvas = document.createElement("canvas");
   canvas.width = size;

@@ -2,8 +2,9 @@
 // (webcam -> Face Mesh -> ExpressionFrames on the `expr` data channel). docs/web_client.md.
 import { ExpressionBasis, ExpressionTracker, encodeFrame, frameFlags } from "./tracking.js";
 
-const VIEWER_SEATS = 4; // the server's limit (Limits.video_seats)
-const SENDER_SEATS = 1; // a sender watches its own avatar
+// Avatar videos to receive: the server's limit (Limits.video_seats). Seats follow the room's
+// join order; a sender's own avatar is one of them (see_self) and is shown first.
+const SEATS = 4;
 const SEND_FPS = 30;
 const ICE_GATHER_TIMEOUT_MS = 3000;
 const DISCONNECTED_GRACE_MS = 4000; // `disconnected` that lasts this long -> reconnect
@@ -121,9 +122,11 @@ function showSeats(seats) {
     const seat = status.seats[entry.seat];
     if (!seat) continue;
     seat.participant = entry.participant;
-    seat.element.querySelector("figcaption").textContent = entry.participant
-      ? `${entry.avatar ?? "avatar"} · ${entry.participant.slice(0, 8)}`
-      : "empty seat";
+    const own = entry.participant != null && entry.participant === status.participant;
+    seat.element.classList.toggle("own", own);
+    seat.element.querySelector("figcaption").textContent = own
+      ? `you · ${entry.avatar ?? "avatar"}`
+      : `${entry.avatar ?? "avatar"} · ${entry.participant ?? "empty"}`;
   }
   let shown = 0;
   for (const seat of status.seats) {
@@ -165,7 +168,7 @@ class Session {
   async connect() {
     if (this.closed) return;
     setState(this.attempt ? "reconnecting" : "connecting", this.attempt ? "reconnecting…" : "connecting…");
-    const seats = this.role === "sender" ? SENDER_SEATS : VIEWER_SEATS;
+    const seats = SEATS;
     buildSeats(seats);
     try {
       const ice = await this.iceServers();
@@ -362,8 +365,13 @@ class Session {
         : 0;
       const decodeMs = inbound.framesDecoded ? (1000 * (inbound.totalDecodeTime ?? 0)) / inbound.framesDecoded : 0;
       const oneWay = rttMs != null ? rttMs / 2 : 0;
-      // Sender: expression frame sent -> rendered (ctrl stats) + video path; viewer: video path.
-      const upstream = this.role === "sender" && this.renderLatencyMs != null ? this.renderLatencyMs : 0;
+      // Own seat: Face Mesh + expression frame sent -> rendered (ctrl stats) + video path;
+      // others: the video path only.
+      // (an upper bound: the age of the newest rendered frame when the server answered).
+      const upstream =
+        seat.participant === status.participant && this.renderLatencyMs != null
+          ? (status.faceMeshMs ?? 0) + this.renderLatencyMs
+          : 0;
       // + half a frame interval: on average a render waits that long for the track's next tick.
       const pacingMs = fps ? 500 / fps : 0;
       const latencyMs = upstream + pacingMs + oneWay + jitterMs + decodeMs;
