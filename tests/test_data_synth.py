@@ -98,7 +98,7 @@ def _front_view(head: HeadModel, params: np.ndarray) -> tuple[np.ndarray, np.nda
         [0.0], distance=1.0, focal_px=1200.0, width=160, height=160, target=(0.0, 0.02, 0.0)
     )
     vertices = world_vertices(head, params, np.array([1.0, 0, 0, 0]), np.zeros(3))
-    shade = vertex_shading(vertices, head.triangles)
+    shade = vertex_shading(vertices, head.triangles, head.normal_group)
     rgb, _ = render_views(vertices, head.triangles, head.uvs, shade, head.texture, cameras)
     w2c, k = cameras.world_to_cam[0].double().numpy(), cameras.intrinsics[0].double().numpy()
     return rgb[0], project(vertices[:478], w2c, k)[:, :2]

@@ -60,12 +60,14 @@ def _inside(points: np.ndarray, contour: tuple[int, ...], centroids: np.ndarray)
     return Polygon(points[list(contour)]).contains_points(centroids)
 
 
-def _pull_in(uvs: np.ndarray) -> np.ndarray:
-    """uvs [L, 2] -> [L, 2] pulled towards their centre near the outline, where the photo's
-    landmarks reach past the skin into hair and background."""
+def _pull_in(uvs: np.ndarray, oval: np.ndarray) -> np.ndarray:
+    """uvs [L, 2] -> [L, 2]: landmarks within ~12 px of the outline move up to 6 px inwards
+    (towards the centre): the photo's outline reaches past the skin into hair and background."""
     centre = uvs.mean(axis=0)
-    radius = np.linalg.norm(uvs - centre, axis=1, keepdims=True)
-    return centre + (uvs - centre) * (1.0 - 0.1 * (radius / radius.max()) ** 4)
+    distance = np.linalg.norm(uvs[:, None] - uvs[None, oval], axis=-1).min(axis=1)  # [L]
+    inwards = centre - uvs
+    inwards /= np.maximum(np.linalg.norm(inwards, axis=1, keepdims=True), 1e-9)
+    return uvs + 6.0 * np.clip(1.0 - distance / 12.0, 0.0, 1.0)[:, None] * inwards
 
 
 def build_face(pixels: np.ndarray) -> Face:
@@ -95,7 +97,7 @@ def build_face(pixels: np.ndarray) -> Face:
     skin = triangles[in_face & ~in_eyes & ~in_mouth]
     return Face(
         points=points,
-        uvs=_pull_in(pixels[:, :2]),
+        uvs=_pull_in(pixels[:, :2], oval),
         skin=skin,
         eyeballs=triangles[in_face & in_eyes],
         oval=oval,

@@ -30,6 +30,7 @@ class HeadModel:
     blendshapes: np.ndarray  # [P-1, V, 3] displacements of PARAMETERS[1:] at 1
     jaw_weights: np.ndarray  # [V] share of the jaw rotation
     hinge: np.ndarray  # [3] a point on the jaw's rotation axis (along x)
+    normal_group: np.ndarray  # [V] a representative of each vertex's coincident copies (seams)
 
 
 def _photo_landmarks(photo: np.ndarray) -> np.ndarray:
@@ -106,7 +107,7 @@ def build_head(photo: np.ndarray) -> HeadModel:
     points = f.close_mouth(built.points)
     image = photo.astype(np.float32) / 255.0
     skin = _colour(image, slice(118, 128), slice(195, 205))
-    hair = image[38:62, 192:258]
+    hair = image[38:62, 194:258]  # [24, 64]
     inward = pixels[built.oval, :2] + 0.12 * (pixels[:, :2].mean(0) - pixels[built.oval, :2])
     edge = image[inward[:, 1].astype(int), inward[:, 0].astype(int)]  # [K, 3]
     lip_x, lip_y = f.mouth_line(points)
@@ -163,7 +164,16 @@ def build_head(photo: np.ndarray) -> HeadModel:
         blendshapes=_blendshapes(all_vertices, points, slice(offset - len(eyeball_ids), offset)),
         jaw_weights=jaw,
         hinge=hinge,
+        normal_group=_coincident(all_vertices),
     )
+
+
+def _coincident(vertices: np.ndarray) -> np.ndarray:
+    """vertices [V, 3] -> [V]: the first index of the vertices at the same position (to 0.01 mm),
+    so that seams (duplicated vertices with other texture coordinates) shade smoothly."""
+    keys = np.round(vertices * 1e5).astype(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)]
 
 
 def pose_head(head: HeadModel, params: np.ndarray) -> np.ndarray:

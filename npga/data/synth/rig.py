@@ -80,13 +80,15 @@ def world_vertices(
     return pose_head(head, params) @ rotation.T + translation
 
 
-def vertex_shading(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """vertices [V, 3], triangles [F, 3] -> [V] Lambert + ambient, normals facing outwards."""
+def vertex_shading(vertices: np.ndarray, triangles: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """vertices [V, 3], triangles [F, 3], groups [V] (coincident vertices share a normal)
+    -> [V] Lambert + ambient, normals facing outwards."""
     a, b, c = (vertices[triangles[:, k]] for k in range(3))
     face_normals = np.cross(b - a, c - a)  # [F, 3], area-weighted
     normals = np.zeros_like(vertices)
     for k in range(3):
-        np.add.at(normals, triangles[:, k], face_normals)
+        np.add.at(normals, groups[triangles[:, k]], face_normals)
+    normals = normals[groups]
     outwards = vertices - vertices.mean(axis=0)
     normals *= np.where((normals * outwards).sum(axis=1) < 0, -1.0, 1.0)[:, None]
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)

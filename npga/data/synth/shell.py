@@ -54,7 +54,7 @@ def skull_shell(
     outline: np.ndarray, edge_colours: np.ndarray, hair: np.ndarray, skin: np.ndarray
 ) -> Part:
     """outline [K, 3] (closed loop, not repeated); edge_colours [K, 3] photo colours along it;
-    hair [h, w, 3] a hair texture patch from the photo; skin [3] the skin colour."""
+    hair [h, w, 3] a hair texture patch from the photo (w dividing PATCH[1] / 2); skin [3]."""
     loop = np.concatenate([outline, outline[:1]])  # [K+1, 3]: a seam column
     s = np.linspace(0.0, 1.0, RINGS + 1)
     vertices = shell_points(loop, s).reshape(-1, 3)
@@ -71,27 +71,41 @@ def skull_shell(
     texel = shell_points(texel_outline, np.linspace(0.0, 1.0, rows))  # [rows, cols, 3]
     hair_line = 0.02 + 0.05 * smoothstep(-0.02, 0.06, texel[..., 2])
     hairy = 1.0 - smoothstep(hair_line - 0.012, hair_line + 0.012, texel[..., 1])
-    tiled = np.tile(hair, (rows // hair.shape[0] + 1, cols // hair.shape[1] + 1, 1))
+    period = np.concatenate([hair, hair[:, ::-1]], axis=1)  # mirrored: seamless when wrapped
+    period = np.concatenate([period, period[::-1]], axis=0)
+    tiled = np.tile(period, (rows // period.shape[0] + 1, cols // period.shape[1] + 1, 1))
     procedural = hairy[..., None] * tiled[:rows, :cols] + (1 - hairy[..., None]) * skin
     edge = np.concatenate([edge_colours, edge_colours[:1]])
     edge_texels = edge[index] * (1 - frac) + edge[index + 1] * frac  # [cols, 3]
     fade = smoothstep(0.0, 0.12, np.linspace(0.0, 1.0, rows))[:, None, None]
-    texture = (1 - fade) * edge_texels[None] + fade * procedural
+    edge_weight = (1 - fade) * (1 - hairy[..., None])  # hair starts right at the outline
+    texture = edge_weight * edge_texels[None] + (1 - edge_weight) * procedural
     triangles = _grid_triangles(len(s), len(loop))
     return Part(vertices, triangles, uvs, texture.astype(np.float32))
 
 
 def neck(skin: np.ndarray, top_y: float, bottom_y: float) -> Part:
-    """An elliptic cylinder under the skull from ``top_y`` to ``bottom_y`` (metres, y down)."""
-    segments, rings = 24, 6
-    angle = np.linspace(0.0, 2 * np.pi, segments + 1)
+    """An elliptic cylinder under the skull from ``top_y`` to ``bottom_y`` (metres, y down),
+    flaring towards the shoulders; closed around (the texture only varies with height)."""
+    segments, rings = 32, 8
+    angle = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
     y = np.linspace(top_y, bottom_y, rings)
     a, yy = np.meshgrid(angle, y)
-    vertices = np.stack([0.06 * np.sin(a), yy, 0.02 - 0.06 * np.cos(a)], -1).reshape(-1, 3)
-    shade = 0.8 + 0.15 * smoothstep(bottom_y, top_y, yy)  # darker lower down
-    texture = (shade[..., None] * skin).astype(np.float32)  # [rings, segments+1, 3]
-    uvs = np.stack(np.meshgrid(np.arange(segments + 1) + 0.5, np.arange(rings) + 0.5), -1)
-    return Part(vertices, _grid_triangles(rings, segments + 1), uvs.reshape(-1, 2), texture)
+    flare = 1.0 + 0.6 * smoothstep(top_y + 0.12, bottom_y, yy)
+    x, z = 0.062 * flare * np.sin(a), 0.02 - 0.062 * flare * np.cos(a)
+    vertices = np.stack([x, yy, z], -1).reshape(-1, 3)
+    shade = 0.8 + 0.15 * smoothstep(bottom_y, top_y, y)  # darker lower down
+    texture = (shade[:, None, None] * skin[None, None]).astype(np.float32)  # [rings, 1, 3]
+    uvs = np.stack(
+        [np.full(yy.shape, 0.5), np.broadcast_to(np.arange(rings)[:, None] + 0.5, yy.shape)], -1
+    )
+    grid = np.arange(rings * segments).reshape(rings, segments)
+    a_, b_ = grid[:-1], np.roll(grid[:-1], -1, axis=1)  # this column and the next, wrapping
+    c_, d_ = grid[1:], np.roll(grid[1:], -1, axis=1)
+    triangles = np.concatenate(
+        [np.stack([a_, c_, b_], -1).reshape(-1, 3), np.stack([b_, c_, d_], -1).reshape(-1, 3)]
+    ).astype(np.int32)
+    return Part(vertices, triangles, uvs.reshape(-1, 2), texture)
 
 
 def _mouth_texture(rows: int, cols: int, upper: bool) -> np.ndarray:

@@ -131,7 +131,7 @@ def write_synth(
         vertices = world_vertices(head, params[t], rotations[t], translations[t])  # [V, 3]
         landmarks[t] = vertices[:478]
         if not (resume and _done(out, t, names)):
-            shade = vertex_shading(vertices, head.triangles)
+            shade = vertex_shading(vertices, head.triangles, head.normal_group)
             rgb, masks = render_views(
                 vertices, head.triangles, head.uvs, shade, head.texture, cameras
             )
