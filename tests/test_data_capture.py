@@ -219,3 +219,24 @@ def test_missing_root_frames_and_unknown_camera(tmp_path: Path) -> None:
         path.unlink() if path.is_file() else path.rmdir()
     with pytest.raises(CaptureError, match="frames: no timesteps"):
         CaptureDataset(tmp_path)
+
+
+def test_preview_and_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from npga.cli import main
+
+    (tmp_path / "cap").mkdir()
+    make_capture(tmp_path / "cap")
+    sheet = tmp_path / "sheet.png"
+    args = ["data", "preview", str(tmp_path / "cap"), "--out", str(sheet)]
+    assert main([*args, "--columns", "3", "--resolution", "16"]) == 0
+    pixels = np.asarray(Image.open(sheet))
+    assert pixels.shape == (3 * (12 + 2), 3 * (16 + 2), 3)
+    assert main(["data", "check", str(tmp_path / "cap")]) == 0
+    assert "4 timesteps, 3 cameras (32x24), masks: yes, codes: facemesh-pca [5]" in (
+        capsys.readouterr().out
+    )
+    frame_path(tmp_path / "cap", 1, "cam_a").unlink()
+    assert main(["data", "check", str(tmp_path / "cap")]) == 2
+    assert "frames/00001/cam_a.png: missing" in capsys.readouterr().err
