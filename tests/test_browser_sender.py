@@ -85,6 +85,17 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
                     samples.append((np.asarray(state["code"]), pixels))
             page.screenshot(path=str(tmp_path / "sender.png"))
             state = page.evaluate(STATE_JS)
+
+            # Choose another avatar: the server switches the seat, the page recalibrates.
+            page.select_option("#avatar", "ben")
+            wait_until(
+                lambda: "you · ben" in page.locator(".seat.own figcaption").inner_text(),
+                15,
+                "the seat to show the new avatar",
+            )
+            page.click("#calibrate")
+            assert not page.evaluate(STATE_JS)["calibrated"]
+            wait_until(lambda: page.evaluate(STATE_JS)["calibrated"], 30, "a new neutral")
         finally:
             context.close()
     assert state["error"] is None, state["error"]
@@ -108,7 +119,7 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
     assert code_gap > 0.3
     assert image_gap > 1.5 and image_gap > 2 * still  # beyond video-coding noise
     # The more the codes differ, the more the avatar frames differ (head motion adds its own).
-    assert correlation > 0.3
+    assert correlation > 0.2
     _keep(tmp_path, "sender.png")
 
 

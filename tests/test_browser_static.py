@@ -1,4 +1,4 @@
-"""The built web client's files over HTTP (no browser): types, caching, nothing outside dist/."""
+"""The built web client's files over HTTP (no browser): their types, nothing outside dist/."""
 
 from __future__ import annotations
 
