@@ -240,3 +240,63 @@ def test_preview_and_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     frame_path(tmp_path / "cap", 1, "cam_a").unlink()
     assert main(["data", "check", str(tmp_path / "cap")]) == 2
     assert "frames/00001/cam_a.png: missing" in capsys.readouterr().err
+
+
+def _flat(t: int, c: int) -> np.ndarray:
+    """[H, W, 3] uint8, one flat colour per timestep and camera (survives video compression)."""
+    return np.broadcast_to(np.array([40 + 50 * t, 200 - 60 * c, 120], np.uint8), (H, W, 3))
+
+
+def make_video_capture(root: Path, frames: int = 3) -> Path:
+    from npga.video import VideoWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    cameras = orbit_cameras([-20.0, 20.0], distance=1.0, focal_px=40.0, width=W, height=H)
+    write_cameras(root, NAMES[:2], cameras, front_camera="cam_a")
+    for folder, mask in (("videos", False), ("mask_videos", True)):
+        (root / folder).mkdir()
+        for c, name in enumerate(NAMES[:2]):
+            with VideoWriter(root / folder / f"{name}.mp4", W, H, 10.0) as writer:
+                for t in range(frames):
+                    writer.write(np.full((H, W, 3), 255, np.uint8) if mask else _flat(t, c))
+    return root
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_per_camera_videos(tmp_path: Path, cache: bool) -> None:
+    data = CaptureDataset(make_video_capture(tmp_path), resolution=16, cache=cache)
+    assert data.timesteps == [0, 1, 2] and data.camera_names == NAMES[:2] and data.has_masks
+    for t in (2, 0, 1):
+        frame = data.frame(t)
+        assert frame.images.shape == (2, 12, 16, 3) and frame.masks is not None
+        for c in range(2):
+            expected = torch.from_numpy(_flat(t, c)[:12, :16].astype(np.float32) / 255)
+            torch.testing.assert_close(frame.images[c], expected, atol=6 / 255, rtol=0)
+        assert float(frame.masks.min()) > 0.97
+
+
+def test_video_errors(tmp_path: Path) -> None:
+    from npga.video import VideoWriter
+
+    root = make_video_capture(tmp_path / "a")
+    (root / "mask_videos" / "cam_b.mp4").unlink()
+    with pytest.raises(CaptureError, match=r"mask_videos/cam_b\.mp4: missing"):
+        CaptureDataset(root)
+    root = make_video_capture(tmp_path / "b")
+    with VideoWriter(root / "videos" / "cam_b.mp4", W, H, 10.0) as writer:
+        writer.write(_flat(0, 0))
+    with pytest.raises(CaptureError, match=r"videos/cam_b\.mp4: 1 frames, but .*cam_a\.mp4 has 3"):
+        CaptureDataset(root)
+    with VideoWriter(root / "videos" / "cam_b.mp4", 2 * W, H, 10.0) as writer:
+        writer.write(np.zeros((H, 2 * W, 3), np.uint8))
+    with pytest.raises(CaptureError, match=r"cam_b\.mp4: video is 64x24, cameras.json says 32x24"):
+        CaptureDataset(root)
+    (root / "videos" / "cam_b.mp4").write_bytes(b"nope")
+    with pytest.raises(CaptureError, match=r"cam_b\.mp4: cannot decode"):
+        CaptureDataset(root)
+    for folder in ("videos", "mask_videos"):
+        for path in (root / folder).iterdir():
+            path.unlink()
+        (root / folder).rmdir()
+    with pytest.raises(CaptureError, match=r"frames: missing \(and no videos/ either\)"):
+        CaptureDataset(root)

@@ -7,21 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from npga.cameras import Cameras
 from npga.data.layout import (
     FRAMES_DIR,
-    MASKS_DIR,
     CaptureCodes,
     CaptureError,
     CaptureSplits,
     downscaled_size,
-    frame_path,
     read_cameras,
     read_codes,
     read_splits,
 )
+from npga.data.sources import VIDEOS_DIR, PngFrames, VideoFrames
 
 __all__ = ["CaptureCodes", "CaptureDataset", "CaptureError", "CaptureFrame", "CaptureSplits"]
 
@@ -36,35 +35,12 @@ class CaptureFrame:
     code: torch.Tensor | None  # [E]
 
 
-def _timesteps(root: Path) -> list[int]:
-    frames = root / FRAMES_DIR
-    if not frames.is_dir():
-        raise CaptureError(f"{frames}: missing")
-    steps = []
-    for entry in frames.iterdir():
-        if not entry.name.isdigit():
-            raise CaptureError(f"{entry}: frame folders are named by timestep (00000, 00001, ...)")
-        steps.append(int(entry.name))
-    if not steps:
-        raise CaptureError(f"{frames}: no timesteps")
-    return sorted(steps)
-
-
-def _check_image(path: Path, width: int, height: int, mode: str) -> None:
-    """Existence, decodable header and size of one PNG (pixels are decoded on load)."""
-    if not path.is_file():
-        raise CaptureError(f"{path}: missing")
-    try:
-        with Image.open(path) as image:
-            size, image_mode = image.size, image.mode
-    except (UnidentifiedImageError, OSError) as error:
-        raise CaptureError(f"{path}: not a readable image ({error})") from None
-    if size != (width, height):
-        raise CaptureError(
-            f"{path}: image is {size[0]}x{size[1]}, cameras.json says {width}x{height}"
-        )
-    if mode == "RGB" and image_mode not in ("RGB", "RGBA"):
-        raise CaptureError(f"{path}: expected an RGB image, got mode {image_mode}")
+def _frame_source(root: Path) -> PngFrames | VideoFrames:
+    if (root / FRAMES_DIR).is_dir():
+        return PngFrames(root)
+    if (root / VIDEOS_DIR).is_dir():
+        return VideoFrames(root)
+    raise CaptureError(f"{root / FRAMES_DIR}: missing (and no {VIDEOS_DIR}/ either)")
 
 
 class CaptureDataset:
@@ -88,15 +64,11 @@ class CaptureDataset:
             raise CaptureError(f"{self.root / 'cameras.json'}: no camera named {unknown[:1]}")
         self.camera_names = selected
         self.front_camera = rig.front_camera
-        self.timesteps = _timesteps(self.root)
-        self.has_masks = (self.root / MASKS_DIR).is_dir()
         source = rig.cameras
-        for t in self.timesteps:
-            for name in self.camera_names:
-                _check_image(frame_path(self.root, t, name), source.width, source.height, "RGB")
-                if self.has_masks:
-                    mask = frame_path(self.root, t, name, masks=True)
-                    _check_image(mask, source.width, source.height, "L")
+        self._frames = _frame_source(self.root)
+        self._frames.validate(self.camera_names, source.width, source.height)
+        self.timesteps = self._frames.timesteps
+        self.has_masks = self._frames.has_masks
         self.splits: CaptureSplits = read_splits(self.root, self.timesteps, rig.names)
         self.codes: CaptureCodes | None = read_codes(self.root, self.timesteps)
         self._size = downscaled_size(source.width, source.height, resolution)
@@ -115,16 +87,24 @@ class CaptureDataset:
         key = (timestep, camera, mask)
         if self._cache is not None and key in self._cache:
             return self._cache[key]
-        path = frame_path(self.root, timestep, camera, masks=mask)
-        try:
-            with Image.open(path) as file:
-                image = file.convert("L" if mask else "RGB")
-            if image.size != self._size:
-                image = image.resize(self._size, Image.Resampling.BOX)
-            pixels = np.asarray(image, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as error:
-            raise CaptureError(f"{path}: not a readable image ({error})") from None
-        pixels = pixels[..., None] if mask else pixels
+        frames = self._frames
+        if isinstance(frames, PngFrames):
+            return self._keep(key, frames.read(timestep, camera, mask))
+        # A video decodes from its start: keep every frame on the way (all of them if cached).
+        for t, image in enumerate(frames.frames(camera, mask)):
+            pixels = self._keep((t, camera, mask), image)
+            if t == timestep and self._cache is None:
+                return pixels
+        if self._cache is not None and key in self._cache:
+            return self._cache[key]
+        raise CaptureError(f"{frames.path(camera, mask)}: has no frame {timestep}")
+
+    def _keep(self, key: tuple[int, str, bool], image: Image.Image) -> np.ndarray:
+        """Downscale one decoded image and cache it."""
+        if image.size != self._size:
+            image = image.resize(self._size, Image.Resampling.BOX)
+        pixels = np.asarray(image, dtype=np.uint8)
+        pixels = pixels[..., None] if key[2] else pixels
         if self._cache is not None:
             self._cache[key] = pixels
         return pixels

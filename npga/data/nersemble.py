@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from PIL import Image
@@ -31,6 +30,7 @@ from npga.data.layout import (
     write_image,
     write_splits,
 )
+from npga.data.sources import decode
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,12 @@ def video_path(participant: Path, sequence: str, serial: str) -> Path:
 
 def read_video_frames(path: Path, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
     """Yields (index, rgb [H, W, 3] uint8) for the wanted frame indices (sorted), decoding once."""
-    wanted = set(indices)
-    last = max(indices)
-    try:
-        with av.open(str(path)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index in wanted:
-                    yield index, frame.to_ndarray(format="rgb24")
-                if index >= last:
-                    return
-    except av.FFmpegError as error:
-        raise CaptureError(f"{path}: cannot decode ({error})") from None
+    wanted, last = set(indices), max(indices)
+    for index, rgb in enumerate(decode(path)):
+        if index in wanted:
+            yield index, rgb
+        if index >= last:
+            return
     raise CaptureError(f"{path}: has no frame {last} (fewer frames than selected)")
 
 
