@@ -2,7 +2,7 @@
 
 A fake camera plays a .y4m of the synthetic talking head (`npga synth`, front camera), Face Mesh
 runs in the page, expression frames reach the server, and the avatar video that comes back
-changes with the expression. Also: a readable error when the camera is refused.
+changes with the expression. Also: readable errors when the camera is refused or shows no face.
 """
 
 from __future__ import annotations
@@ -138,6 +138,28 @@ def test_camera_refused_is_a_readable_error(tmp_path: Path) -> None:
         finally:
             context.close()
     _keep(tmp_path, "camera_refused.png")
+
+
+@pytest.mark.usefixtures("loopback_ice")
+def test_no_face_is_a_readable_error(tmp_path: Path) -> None:
+    with server_thread() as server, sync_api.sync_playwright() as playwright:
+        # Chromium's own fake camera: a moving test pattern, no face in it.
+        context = launch_chromium(
+            playwright,
+            tmp_path / "profile",
+            ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+        )
+        try:
+            page = context.new_page()
+            page.goto(f"{server.url}/?room=s3&role=sender&autojoin=1")
+            wait_until(lambda: "No face" in error_text(page), 30, "the no-face message")
+            assert page.locator("#face").inner_text() == "no face"
+            state = page.evaluate(STATE_JS)
+            page.screenshot(path=str(tmp_path / "no_face.png"))
+        finally:
+            context.close()
+    assert state["faces"] == 0 and not state["calibrated"]
+    _keep(tmp_path, "no_face.png")
 
 
 def _keep(tmp_path: Path, *names: str) -> None:

@@ -403,6 +403,7 @@ class Sender {
     this.lastFaceAt = performance.now();
     this.timer = null;
     this.window = [];
+    this.warm = false;
   }
 
   async start() {
@@ -459,7 +460,9 @@ class Sender {
       this.captureTime = (performance.timeOrigin + started) / 1000;
       await this.faceMesh.send({ image: this.video });
       const ms = performance.now() - started;
-      status.faceMeshMs = status.faceMeshMs == null ? ms : 0.9 * status.faceMeshMs + 0.1 * ms;
+      // The first call also starts the graph: leave it out of the running mean.
+      if (this.warm) status.faceMeshMs = status.faceMeshMs == null ? ms : 0.9 * status.faceMeshMs + 0.1 * ms;
+      this.warm = true;
     } catch (error) {
       showError(`Face Mesh failed: ${error?.message ?? error}`);
     } finally {
