@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -233,6 +234,15 @@ SEAT_PIXELS_JS = """(size) => {
 def seat_pixels(page: Any, size: int = 48) -> np.ndarray | None:
     grey = page.evaluate(SEAT_PIXELS_JS, size)
     return None if grey is None else np.asarray(grey, dtype=np.float64).reshape(size, size)
+
+
+def keep_screenshots(tmp_path: Path, *names: str) -> None:
+    """Check the test's screenshots and copy them to build/screenshots/ for a person to look at."""
+    out = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 1000, name
+        shutil.copy(tmp_path / name, out / name)
 
 
 def error_text(page: Any) -> str:

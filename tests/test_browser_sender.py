@@ -7,7 +7,6 @@ changes with the expression. Also: readable errors when the camera is refused or
 
 from __future__ import annotations
 
-import shutil
 from itertools import combinations
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from browser_fixtures import (
     CHROMIUM,
     client_built,
     error_text,
+    keep_screenshots,
     launch_chromium,
     seat_pixels,
     server_thread,
@@ -120,7 +120,7 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
     assert image_gap > 1.5 and image_gap > 2 * still  # beyond video-coding noise
     # The more the codes differ, the more the avatar frames differ (head motion adds its own).
     assert correlation > 0.2
-    _keep(tmp_path, "sender.png")
+    keep_screenshots(tmp_path, "sender.png")
 
 
 def test_camera_refused_is_a_readable_error(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_camera_refused_is_a_readable_error(tmp_path: Path) -> None:
             page.screenshot(path=str(tmp_path / "camera_refused.png"))
         finally:
             context.close()
-    _keep(tmp_path, "camera_refused.png")
+    keep_screenshots(tmp_path, "camera_refused.png")
 
 
 @pytest.mark.usefixtures("loopback_ice")
@@ -159,12 +159,4 @@ def test_no_face_is_a_readable_error(tmp_path: Path) -> None:
         finally:
             context.close()
     assert state["faces"] == 0 and not state["calibrated"]
-    _keep(tmp_path, "no_face.png")
-
-
-def _keep(tmp_path: Path, *names: str) -> None:
-    out = Path(__file__).resolve().parent.parent / "build" / "screenshots"
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        assert (tmp_path / name).stat().st_size > 1000
-        shutil.copy(tmp_path / name, out / name)
+    keep_screenshots(tmp_path, "no_face.png")
