@@ -109,20 +109,21 @@ def neck(skin: np.ndarray, top_y: float, bottom_y: float) -> Part:
 
 
 def _mouth_texture(rows: int, cols: int, upper: bool) -> np.ndarray:
-    """Teeth, dark interior and tongue, procedurally ([rows, cols, 3] float32)."""
+    """Teeth, dark interior and tongue, procedurally ([rows, cols, 3] float32); the corners
+    (the inside of the cheeks) are dark."""
     v = np.linspace(0.0, 1.0, rows)[:, None, None]
     u = np.linspace(0.0, 1.0, cols)[None, :, None]
+    side = np.minimum(u, 1 - u)  # 0 at the mouth corners, 0.5 in the middle
     dark = np.array([0.22, 0.06, 0.07]) * (1.0 - 0.6 * v)
     tooth = np.array([0.93, 0.9, 0.84]) * (0.85 + 0.15 * np.abs(np.cos(np.pi * 14 * u)))
     if upper:  # upper teeth along the top, then the back of the mouth
-        teeth = 1.0 - smoothstep(0.22, 0.27, v)
+        teeth = (1.0 - smoothstep(0.22, 0.27, v)) * smoothstep(0.1, 0.2, side)
         colour = teeth * tooth + (1 - teeth) * dark
     else:  # lower teeth along the top, the tongue below
-        teeth = 1.0 - smoothstep(0.16, 0.2, v)
-        tongue = np.array([0.7, 0.28, 0.3]) * (1.0 - 0.5 * v)
-        colour = teeth * tooth + (1 - teeth) * tongue
-    edge = smoothstep(0.0, 0.12, np.minimum(u, 1 - u))  # darker into the corners
-    return (colour * (0.35 + 0.65 * edge)).astype(np.float32)
+        teeth = (1.0 - smoothstep(0.16, 0.2, v)) * smoothstep(0.12, 0.22, side)
+        tongue = np.array([0.7, 0.28, 0.3]) * (1.0 - 0.5 * v) * smoothstep(0.05, 0.2, side)
+        colour = teeth * tooth + (1 - teeth) * np.maximum(tongue, dark)
+    return (colour * (0.35 + 0.65 * smoothstep(0.0, 0.2, side))).astype(np.float32)
 
 
 def mouth_sheet(lip_x: np.ndarray, lip_y: np.ndarray, lip_z: np.ndarray, upper: bool) -> Part:
