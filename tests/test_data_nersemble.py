@@ -89,6 +89,9 @@ def test_reader_errors(tmp_path: Path) -> None:
         import_nersemble(src, "EXP-1-head", tmp_path / "o1", frames=[0, 5])
     with pytest.raises(CaptureError, match=r"EXP-2/images/cam_220700191\.mp4: missing"):
         import_nersemble(src, "EXP-2", tmp_path / "o2", frames=[0])
+    with pytest.raises(CaptureError, match=r"camera 222200037 \(held out or front\) is not among"):
+        import_nersemble(src, "EXP-1-head", tmp_path / "o5", serials=SERIALS[:2], frames=[0],
+                         test_cameras=[SERIALS[2]])  # fmt: skip
     with pytest.raises(CaptureError, match="camera 999 is not in"):
         import_nersemble(src, "EXP-1-head", tmp_path / "o3", serials=["999"], frames=[0])
     (src / "sequences/EXP-1-head/images" / f"cam_{SERIALS[0]}.mp4").write_bytes(b"not a video")

@@ -123,11 +123,14 @@ def import_nersemble(
     """Decode, colour-correct, downscale and write a NeRSemble sequence in the own layout."""
     calibration = read_calibration(participant)
     chosen = sorted(serials or calibration.serials)
-    for serial in [*chosen, *(test_cameras or []), *([front_camera] if front_camera else [])]:
+    for serial in chosen:
         if serial not in calibration.serials:
             raise CaptureError(
                 f"camera {serial} is not in {participant}/calibration/camera_params.json"
             )
+    for serial in [*(test_cameras or []), *([front_camera] if front_camera else [])]:
+        if serial not in chosen:
+            raise CaptureError(f"camera {serial} (held out or front) is not among the imported")
     for serial in chosen:
         if not video_path(participant, sequence, serial).is_file():
             raise CaptureError(f"{video_path(participant, sequence, serial)}: missing")

@@ -37,8 +37,6 @@ class Face:
     skin: np.ndarray  # [F, 3] triangles over the landmarks (eyes and mouth open)
     eyeballs: np.ndarray  # [G, 3] triangles over the landmarks inside the eye contours
     oval: np.ndarray  # [K] landmark indices of the face outline, a closed loop
-    centre: np.ndarray  # [3] skull centre in the photo frame (metres); points are relative to it
-    scale: float  # metres per photo pixel
 
 
 def face_oval() -> np.ndarray:
@@ -101,8 +99,6 @@ def build_face(pixels: np.ndarray) -> Face:
         skin=skin,
         eyeballs=triangles[in_face & in_eyes],
         oval=oval,
-        centre=centre,
-        scale=scale,
     )
 
 
