@@ -126,6 +126,15 @@ def jaw_weights(vertices: np.ndarray, points: np.ndarray, hinge: np.ndarray) -> 
     return below * front
 
 
+def split_lips(weights: np.ndarray) -> np.ndarray:
+    """weights [V] (the first 478 are the landmarks): the lips part along the inner contour,
+    the lower lip with the jaw, the upper one with the skull, the inner corners half-way."""
+    weights[list(LIPS_LOWER_INNER)] = 1.0
+    weights[list(LIPS_UPPER_INNER)] = 0.0
+    weights[[78, 308]] = 0.5
+    return weights
+
+
 def hinge_point(points: np.ndarray) -> np.ndarray:
     """The jaw's rotation axis passes through this point [3] along x."""
     ears = 0.5 * (points[EAR_RIGHT] + points[EAR_LEFT])
@@ -145,10 +154,7 @@ def rotate_x(vertices: np.ndarray, pivot: np.ndarray, angles: np.ndarray) -> np.
 def close_mouth(points: np.ndarray) -> np.ndarray:
     """points [478, 3] with the jaw rotated until the lower inner lip meets the upper one."""
     hinge = hinge_point(points)
-    weights = jaw_weights(points, points, hinge)
-    weights[list(LIPS_LOWER_INNER)] = 1.0
-    weights[list(LIPS_UPPER_INNER)] = 0.0
-    weights[[78, 308]] = 0.5
+    weights = split_lips(jaw_weights(points, points, hinge))
     angles = np.linspace(-0.4, 0.0, 401)
     lower = points[[14]]
     gaps = [rotate_x(lower, hinge, np.array([a]))[0, 1] - points[13, 1] for a in angles]

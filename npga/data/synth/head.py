@@ -19,6 +19,9 @@ PARAMETERS = (
     "jaw_open", "smile_l", "smile_r", "blink_l", "blink_r", "brow_l", "brow_r", "pucker",
 )  # fmt: skip
 JAW_MAX_RADIANS = 0.32
+# Boxes (rows, columns) of the astronaut photograph: a patch of cheek and a patch of hair.
+SKIN_BOX = (slice(118, 128), slice(195, 205))
+HAIR_BOX = (slice(38, 62), slice(194, 258))
 
 
 @dataclass(frozen=True)
@@ -106,19 +109,13 @@ def build_head(photo: np.ndarray) -> HeadModel:
     built = f.build_face(pixels)
     points = f.close_mouth(built.points)
     image = photo.astype(np.float32) / 255.0
-    skin = _colour(image, slice(118, 128), slice(195, 205))
-    hair = image[38:62, 194:258]  # [24, 64]
+    skin = _colour(image, *SKIN_BOX)
+    hair = image[HAIR_BOX]  # [24, 64, 3]
     inward = pixels[built.oval, :2] + 0.12 * (pixels[:, :2].mean(0) - pixels[built.oval, :2])
     edge = image[inward[:, 1].astype(int), inward[:, 0].astype(int)]  # [K, 3]
     lip_x, lip_y = f.mouth_line(points)
     lip_z = points[list(f.LIPS_UPPER_INNER), 2][np.argsort(points[list(f.LIPS_UPPER_INNER), 0])]
     chin = float(points[152, 1])
-    parts = [
-        skull_shell(points[built.oval], edge, hair, skin),
-        neck(skin, chin - 0.04, chin + 0.3),
-        mouth_sheet(lip_x, lip_y, lip_z, upper=True),
-        mouth_sheet(lip_x, lip_y, lip_z, upper=False),
-    ]
     eyeball_ids = np.unique(built.eyeballs)
     eyeballs = Part(
         points[eyeball_ids] + [0.0, 0.0, 0.004],
@@ -126,13 +123,22 @@ def build_head(photo: np.ndarray) -> HeadModel:
         built.uvs[eyeball_ids],
         image,
     )
+    # Each part with its share of the jaw rotation (NaN: from its position, like the face).
+    parts = [
+        (skull_shell(points[built.oval], edge, hair, skin), np.nan),
+        (neck(skin, chin - 0.04, chin + 0.3), 0.0),
+        (mouth_sheet(lip_x, lip_y, lip_z, upper=True), 0.0),  # upper teeth stay with the skull
+        (mouth_sheet(lip_x, lip_y, lip_z, upper=False), 1.0),  # lower teeth, tongue: the jaw
+        (eyeballs, np.nan),
+    ]
     # Atlas: the photo on the left, the procedural patches stacked on its right.
     height, width = image.shape[:2]
     atlas = np.ones((height, width + 400, 3), np.float32)
     atlas[:, :width] = image
     vertices, triangles, uvs = [points], [built.skin], [built.uvs]
+    jaw_share = [np.full(len(points), np.nan)]
     offset, row = len(points), 0
-    for part in [*parts, eyeballs]:
+    for part, share in parts:
         if part.texture is image:
             part_uvs = part.uvs
         else:
@@ -143,19 +149,12 @@ def build_head(photo: np.ndarray) -> HeadModel:
         vertices.append(part.vertices)
         triangles.append(part.triangles + offset)
         uvs.append(part_uvs)
+        jaw_share.append(np.full(len(part.vertices), share))
         offset += len(part.vertices)
     all_vertices = np.concatenate(vertices)
     hinge = f.hinge_point(points)
-    jaw = f.jaw_weights(all_vertices, points, hinge)
-    jaw[list(f.LIPS_LOWER_INNER)] = 1.0
-    jaw[list(f.LIPS_UPPER_INNER)] = 0.0
-    jaw[[78, 308]] = 0.5
-    start = len(points) + len(parts[0].vertices)
-    neck_end = start + len(parts[1].vertices)
-    upper_end = neck_end + len(parts[2].vertices)
-    jaw[start:neck_end] = 0.0
-    jaw[neck_end:upper_end] = 0.0
-    jaw[upper_end : upper_end + len(parts[3].vertices)] = 1.0
+    shares = f.split_lips(np.concatenate(jaw_share))
+    jaw = np.where(np.isnan(shares), f.jaw_weights(all_vertices, points, hinge), shares)
     return HeadModel(
         vertices=all_vertices,
         triangles=np.concatenate(triangles).astype(np.int32),
