@@ -84,12 +84,18 @@ def test_identical_seed_identical_bytes(capture: Path, tmp_path: Path) -> None:
 
 def test_resume_and_existing_capture(capture: Path, tmp_path: Path) -> None:
     assert main(["synth", str(capture), "--frames", "6", "--cameras", "3"]) == 2
-    out = tmp_path / "cap"
-    write_synth(out, SynthConfig(frames=2, cameras=1, resolution=32))
+    out, config = tmp_path / "cap", SynthConfig(frames=3, cameras=1, resolution=32)
+    write_synth(out, config)
+    before = frame_path(out, 2, "cam_00").read_bytes()
     stamp = frame_path(out, 0, "cam_00").stat().st_mtime_ns
-    write_synth(out, SynthConfig(frames=3, cameras=1, resolution=32), resume=True)
-    assert frame_path(out, 0, "cam_00").stat().st_mtime_ns == stamp
+    (out / "cameras.json").unlink()  # as if interrupted while writing frame 2
+    frame_path(out, 2, "cam_00").unlink()
+    write_synth(out, config, resume=True)
+    assert frame_path(out, 0, "cam_00").stat().st_mtime_ns == stamp  # kept, not re-rendered
+    assert frame_path(out, 2, "cam_00").read_bytes() == before
     assert len(CaptureDataset(out)) == 3
+    with pytest.raises(FileExistsError, match="started with other settings"):
+        write_synth(out, SynthConfig(frames=4, cameras=1, resolution=32), resume=True)
 
 
 def _front_view(head: HeadModel, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

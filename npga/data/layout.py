@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,9 +230,12 @@ def downscaled_size(width: int, height: int, resolution: int | None) -> tuple[in
 
 
 def write_image(path: Path, pixels: np.ndarray) -> None:
-    """pixels [H, W, 3] or [H, W] uint8 -> PNG (parent folders created)."""
+    """pixels [H, W, 3] or [H, W] uint8 -> PNG, atomically (an interrupted write leaves no
+    truncated PNG behind); parent folders are created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, compress_level=1)
+    partial = path.with_name(path.name + ".partial")
+    Image.fromarray(pixels).save(partial, format="PNG", compress_level=1)
+    os.replace(partial, path)
 
 
 def middle_camera(cameras: Cameras) -> int:

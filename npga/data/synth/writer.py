@@ -3,9 +3,9 @@ capture layout, with masks, splits and the ground-truth rig parameters (rig.npz)
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from npga.data.layout import (
     CaptureSplits,
     frame_path,
     write_cameras,
+    write_image,
     write_splits,
 )
 from npga.data.synth.head import PARAMETERS, HeadModel, build_head
@@ -24,6 +25,7 @@ from npga.data.synth.raster import render_views
 from npga.data.synth.rig import animate, vertex_shading, world_vertices
 
 RIG_FILE = "rig.npz"
+SETTINGS_FILE = "synth.json"  # the SynthConfig of the run (checked by --resume)
 SUBJECTS = ("astronaut",)
 DISTANCE_M = 1.0
 FOCAL_PER_PIXEL = 3.1  # focal length in units of the image width (~18 degree field of view)
@@ -91,16 +93,6 @@ def synth_splits(frames: int, held_out: str | None) -> CaptureSplits:
     )
 
 
-def _write_png(path: Path, pixels: np.ndarray) -> None:
-    """Atomically (a killed run never leaves a truncated PNG behind)."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.png")
-    Image.fromarray(pixels).save(partial, compress_level=1)
-    os.replace(partial, path)
-
-
 def _done(out: Path, timestep: int, names: list[str]) -> bool:
     return all(
         frame_path(out, timestep, n).is_file()
@@ -120,9 +112,13 @@ def write_synth(
         raise ValueError(f"unknown subject {config.subject!r} (known: {', '.join(SUBJECTS)})")
     if (out / CAMERAS_FILE).exists() and not resume:
         raise FileExistsError(f"{out} already holds a capture; pass --resume to finish it")
+    settings = json.dumps(asdict(config), sort_keys=True)
+    if resume and (out / SETTINGS_FILE).exists() and (out / SETTINGS_FILE).read_text() != settings:
+        raise FileExistsError(f"{out} was started with other settings: {SETTINGS_FILE}")
     from skimage import data
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / SETTINGS_FILE).write_text(settings)
     head: HeadModel = build_head(data.astronaut())
     names, cameras, front, held_out = synth_cameras(config.cameras, config.resolution)
     params, rotations, translations = animate(config.frames, config.seed)
@@ -136,8 +132,8 @@ def write_synth(
                 vertices, head.triangles, head.uvs, shade, head.texture, cameras
             )
             for c, name in enumerate(names):
-                _write_png(frame_path(out, t, name), rgb[c])
-                _write_png(frame_path(out, t, name, masks=True), masks[c])
+                write_image(frame_path(out, t, name), rgb[c])
+                write_image(frame_path(out, t, name, masks=True), masks[c])
         if on_frame is not None:
             on_frame(t + 1)
     rig = {name: params[:, i] for i, name in enumerate(PARAMETERS)}
