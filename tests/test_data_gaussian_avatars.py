@@ -137,6 +137,8 @@ def _damage_json(root: Path, split: str, edit: Callable[[Any], object]) -> None:
         (lambda r: _damage_json(r, "test", lambda d: d["frames"].pop()),
          r"no frame for timestep 2, camera_index 2"),
         (lambda r: (r / "images/00001_00.png").unlink(), r"images/00001_00\.png: missing"),
+        (lambda r: _damage_json(r, "test", lambda d: d["frames"][0].update(timestep_index=0)),
+         r"timestep 0, camera_index 0 is both 00000_00\.png \(train\) and 00002_00\.png \(test\)"),
         (lambda r: np.savez(r / "flame_param/00001.npz", expr=np.zeros(100)),
          r"flame_param/00001\.npz: field 'jaw_pose' missing"),
     ],

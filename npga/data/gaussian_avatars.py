@@ -164,7 +164,14 @@ def import_gaussian_avatars(
     capture = read_gaussian_avatars(root)
     names = {index: f"cam_{index:02d}" for index in sorted(capture.cameras)}
     steps = sorted({f.timestep for f in capture.frames})
-    seen = {(f.timestep, f.camera) for f in capture.frames}
+    seen: dict[tuple[int, int], GaFrame] = {}
+    for frame in capture.frames:
+        other = seen.setdefault((frame.timestep, frame.camera), frame)
+        if other.image != frame.image:
+            raise CaptureError(
+                f"{root}: timestep {frame.timestep}, camera_index {frame.camera} is both "
+                f"{other.image.name} ({other.split}) and {frame.image.name} ({frame.split})"
+            )
     for t in steps:
         for index in names:
             if (t, index) not in seen:
