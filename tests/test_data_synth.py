@@ -15,7 +15,7 @@ from npga.data import CaptureDataset
 from npga.data.layout import frame_path
 from npga.data.synth.head import PARAMETERS, HeadModel, build_head
 from npga.data.synth.raster import project, render_views
-from npga.data.synth.rig import animate, vertex_shading, world_vertices
+from npga.data.synth.rig import animate, vertex_light, world_vertices
 from npga.data.synth.writer import TARGET, SynthConfig, synth_cameras, write_synth
 
 CONFIG = SynthConfig(frames=6, cameras=3, resolution=72, seed=3)
@@ -104,7 +104,7 @@ def _front_view(head: HeadModel, params: np.ndarray) -> tuple[np.ndarray, np.nda
         [0.0], distance=1.0, focal_px=1200.0, width=160, height=160, target=(0.0, 0.02, 0.0)
     )
     vertices = world_vertices(head, params, np.array([1.0, 0, 0, 0]), np.zeros(3))
-    shade = vertex_shading(vertices, head.triangles, head.normal_group)
+    shade = vertex_light(head, vertices, params)
     rgb, _ = render_views(vertices, head.triangles, head.uvs, shade, head.texture, cameras)
     w2c, k = cameras.world_to_cam[0].double().numpy(), cameras.intrinsics[0].double().numpy()
     return rgb[0], project(vertices[:478], w2c, k)[:, :2]

@@ -34,6 +34,7 @@ class HeadModel:
     jaw_weights: np.ndarray  # [V] share of the jaw rotation
     hinge: np.ndarray  # [3] a point on the jaw's rotation axis (along x)
     normal_group: np.ndarray  # [V] a representative of each vertex's coincident copies (seams)
+    shading: np.ndarray  # [P-1, V] relative change of the light of PARAMETERS[1:] at 1
 
 
 def _photo_landmarks(photo: np.ndarray) -> np.ndarray:
@@ -96,6 +97,33 @@ def _blendshapes(vertices: np.ndarray, points: np.ndarray, eyeballs: slice) -> n
     )
     shapes["pucker"] = weight * squeeze * front
     return np.stack([shapes[name] for name in PARAMETERS[1:]])
+
+
+def _segment_distance(xy: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """xy [V, 2]; a, b [2] -> [V] distance to the segment a-b."""
+    t = np.clip((xy - a) @ (b - a) / float((b - a) @ (b - a)), 0.0, 1.0)
+    return np.linalg.norm(xy - (a + t[:, None] * (b - a)), axis=1)
+
+
+def _shading(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Relative change [P-1, V] of the light at each vertex for each parameter at 1: smiles
+    deepen the nasolabial folds, raised brows shade the forehead, a pucker darkens the lips.
+    Appearance that no deformation of the neutral texture produces."""
+    front = f.smoothstep(0.04, 0.0, vertices[:, 2])
+    shading = dict.fromkeys(PARAMETERS[1:], np.zeros(len(vertices)))
+    for side, ala, corner, brow, sign in (
+        ("r", f.NOSE_WING_RIGHT, f.MOUTH_CORNER_RIGHT, f.BROW_RIGHT, -1.0),
+        ("l", f.NOSE_WING_LEFT, f.MOUTH_CORNER_LEFT, f.BROW_LEFT, 1.0),
+    ):
+        start = points[ala, :2] + [0.006 * sign, 0.0]
+        end = points[corner, :2] + [0.007 * sign, 0.004]
+        fold = np.exp(-(_segment_distance(vertices[:, :2], start, end) ** 2) / (2 * 0.006**2))
+        shading[f"smile_{side}"] = -0.2 * fold * front
+        forehead = points[brow] + [0.0, -0.02, 0.0]
+        shading[f"brow_{side}"] = -0.12 * _gaussian(vertices, forehead, 0.015) * front
+    mouth = points[[13, 14]].mean(axis=0)
+    shading["pucker"] = -0.15 * _gaussian(vertices, mouth, 0.01) * front
+    return np.stack([shading[name] for name in PARAMETERS[1:]])
 
 
 def _colour(photo: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
@@ -164,6 +192,7 @@ def build_head(photo: np.ndarray) -> HeadModel:
         jaw_weights=jaw,
         hinge=hinge,
         normal_group=_coincident(all_vertices),
+        shading=_shading(all_vertices, points),
     )
 
 

@@ -93,3 +93,10 @@ def vertex_shading(vertices: np.ndarray, triangles: np.ndarray, groups: np.ndarr
     normals *= np.where((normals * outwards).sum(axis=1) < 0, -1.0, 1.0)[:, None]
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     return AMBIENT + DIFFUSE * np.clip(normals @ LIGHT, 0.0, 1.0)
+
+
+def vertex_light(head: HeadModel, vertices: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """vertices [V, 3] posed, params [P] -> [V] light factor: Lambert + ambient, times the
+    expression's shading (folds, wrinkles)."""
+    base = vertex_shading(vertices, head.triangles, head.normal_group)
+    return base * (1.0 + params[1:] @ head.shading)

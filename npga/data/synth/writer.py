@@ -22,7 +22,7 @@ from npga.data.layout import (
 )
 from npga.data.synth.head import PARAMETERS, HeadModel, build_head
 from npga.data.synth.raster import render_views
-from npga.data.synth.rig import animate, vertex_shading, world_vertices
+from npga.data.synth.rig import animate, vertex_light, world_vertices
 
 RIG_FILE = "rig.npz"
 SETTINGS_FILE = "synth.json"  # the SynthConfig of the run (checked by --resume)
@@ -127,7 +127,7 @@ def write_synth(
         vertices = world_vertices(head, params[t], rotations[t], translations[t])  # [V, 3]
         landmarks[t] = vertices[:478]
         if not (resume and _done(out, t, names)):
-            shade = vertex_shading(vertices, head.triangles, head.normal_group)
+            shade = vertex_light(head, vertices, params[t])
             rgb, masks = render_views(
                 vertices, head.triangles, head.uvs, shade, head.texture, cameras
             )
