@@ -32,6 +32,8 @@ from npga.tracking.template import FaceTemplate
 TRACKING_FILE = "tracking.npz"
 BASIS_FILE = "basis.json"
 MIN_VIEWS = 2  # cameras that must see a face for a timestep's pose to be triangulated
+NORMAL_CENTRE_DEPTH = 1.0  # face units behind the landmark centroid: where face normals start
+MIN_FACING = 0.25  # cosine between a landmark's normal and a view below which it is not trusted
 
 ImageSource = Callable[[int, str], np.ndarray]  # (timestep, camera) -> [H, W, 3] uint8
 
@@ -94,15 +96,51 @@ class CaptureTracking:
 def triangulate(
     points2d: np.ndarray,  # [V, L, 2] pixels
     projections: np.ndarray,  # [V, 3, 4] K [R | t] of the V views
+    weights: np.ndarray | None = None,  # [V, L] >= 0, how much each view is trusted per point
 ) -> np.ndarray:
-    """Linear (DLT) triangulation of L points seen in V >= 2 views: [L, 3] world."""
+    """Weighted linear (DLT) triangulation of L points seen in V >= 2 views: [L, 3] world."""
     x, y = points2d[..., 0:1], points2d[..., 1:2]  # [V, L, 1]
     rows_x = x * projections[:, None, 2] - projections[:, None, 0]  # [V, L, 4]
     rows_y = y * projections[:, None, 2] - projections[:, None, 1]
+    if weights is not None:
+        rows_x = rows_x * weights[..., None]
+        rows_y = rows_y * weights[..., None]
     system = np.concatenate((rows_x, rows_y), axis=0).transpose(1, 0, 2)  # [L, 2V, 4]
     _, _, vt = np.linalg.svd(system)
     homogeneous = vt[:, -1]  # [L, 4]
     return homogeneous[:, :3] / homogeneous[:, 3:4]
+
+
+def template_normals(template: FaceTemplate) -> np.ndarray:
+    """Rough outward normals [L, 3] of the face: away from a point behind the nose (canonical
+    z points away from the camera)."""
+    behind = template.points.mean(axis=0) + np.array([0.0, 0.0, NORMAL_CENTRE_DEPTH])
+    directions = template.points - behind
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def triangulate_face(
+    points2d: np.ndarray,  # [V, L, 2] pixels
+    projections: np.ndarray,  # [V, 3, 4]
+    centres: np.ndarray,  # [V, 3] camera centres, world
+    template: FaceTemplate,
+) -> np.ndarray:
+    """World landmarks [L, 3] from V views, trusting each view only for the landmarks it faces.
+
+    Face Mesh also places landmarks the face hides from a side camera, by guessing; such guesses
+    bias a plain triangulation (by degrees of head rotation). A first pass with every view gives
+    the head pose; the second weights each view by how squarely it sees each landmark.
+    """
+    first = triangulate(points2d, projections)
+    pose = weighted_procrustes(template.points, first, template.weights)
+    normals = template_normals(template) @ pose.rotation.T  # [L, 3] world
+    to_camera = centres[:, None] - first[None]  # [V, L, 3]
+    to_camera /= np.linalg.norm(to_camera, axis=2, keepdims=True)
+    facing = np.einsum("vlc,lc->vl", to_camera, normals)  # [V, L] cosines
+    weights = np.clip((facing - MIN_FACING) / (1 - MIN_FACING), 0.0, 1.0)
+    seen_twice = (weights > 0).sum(axis=0) >= 2  # [L]
+    weights[:, ~seen_twice] = 1.0  # too few trusted views: fall back to all of them
+    return triangulate(points2d, projections, weights)
 
 
 def projection_matrices(cameras: Cameras) -> np.ndarray:
@@ -146,12 +184,15 @@ def track_capture(
 ) -> CaptureTracking:
     """Poses from triangulated landmarks, codes from the front camera (see the module doc)."""
     projections = projection_matrices(cameras)
+    centres = cameras.centers().detach().cpu().double().numpy()  # [C, 3]
     usable, similarities, canonical = [], [], []
     for ti in range(len(timesteps)):
         views = np.flatnonzero(found[ti])
         if views.size < MIN_VIEWS or not found[ti, front_index]:
             continue
-        world = triangulate(landmarks[ti, views, :, :2], projections[views])
+        world = triangulate_face(
+            landmarks[ti, views, :, :2], projections[views], centres[views], template
+        )
         similarities.append(weighted_procrustes(template.points, world, template.weights))
         canonical.append(canonicalize(landmarks[ti, front_index], template)[1])
         usable.append(ti)
@@ -173,12 +214,13 @@ def track_capture(
     face_unit = float(np.median([s.scale for s in similarities]))
     neutral_row = train_rows[int(np.argmin(np.linalg.norm(codes[train_rows], axis=1)))]
     pose = similarities[neutral_row]
+    views = found[usable[neutral_row]]
     triangulated = pose.invert(
-        triangulate(
-            landmarks[usable[neutral_row], found[usable[neutral_row]], :, :2],
-            projections[found[usable[neutral_row]]],
+        triangulate_face(
+            landmarks[usable[neutral_row], views, :, :2], projections[views], centres[views],
+            template,
         )
-    )
+    )  # fmt: skip
     return CaptureTracking(
         timesteps=np.asarray([timesteps[ti] for ti in usable], dtype=np.int64),
         codes=codes,

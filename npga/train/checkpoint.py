@@ -1,6 +1,7 @@
 """Training checkpoints: everything needed to continue a run exactly, without pickle.
 
-``checkpoint/state.safetensors`` holds the model's state dict (``model.*``), Adam's moments and
+``checkpoint/state.safetensors`` holds the avatar's state dict (``model.*``) and the pose
+corrections (``poses.*``), Adam's moments and
 step counts (``optim.<group>.<key>``), the densification statistics (``densify.*``), the
 Laplacian kNN graph (``knn``) and the sampler's RNG state (``rng``);
 ``checkpoint/state.json`` the step, the config and the loss history. Written to temporary names
@@ -17,9 +18,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
-from npga.model import GaussianAvatar
 from npga.train.densify import DensifyState
 
 CHECKPOINT_DIR = "checkpoint"
@@ -45,14 +45,18 @@ def checkpoint_dir(out: Path) -> Path:
 
 def save_checkpoint(
     out: Path,
-    avatar: GaussianAvatar,
+    modules: dict[str, nn.Module],  # e.g. {"model": avatar, "poses": corrections}
     optimizer: torch.optim.Optimizer,
     state: TrainingState,
     config: dict[str, Any],
 ) -> None:
     directory = checkpoint_dir(out)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in avatar.state_dict().items()}
+    tensors = {
+        f"{prefix}.{k}": v.detach().contiguous()
+        for prefix, module in modules.items()
+        for k, v in module.state_dict().items()
+    }
     for group in optimizer.param_groups:
         for key, value in optimizer.state.get(group["params"][0], {}).items():
             tensors[f"optim.{group['name']}.{key}"] = value.detach().contiguous()
@@ -93,12 +97,15 @@ def read_checkpoint(out: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 def restore(
     tensors: dict[str, Tensor],
     metadata: dict[str, Any],
-    avatar: GaussianAvatar,
+    modules: dict[str, nn.Module],  # as saved, sized to match (the avatar's N from the tensors)
     optimizer: torch.optim.Optimizer,
 ) -> TrainingState:
-    """Load ``tensors`` into an avatar of the right size and its fresh optimizer."""
-    model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    avatar.load_state_dict(model)
+    """Load ``tensors`` into the modules and their fresh optimizer."""
+    for prefix, module in modules.items():
+        start = prefix + "."
+        module.load_state_dict(
+            {k.removeprefix(start): v for k, v in tensors.items() if k.startswith(start)}
+        )
     for group in optimizer.param_groups:
         prefix = f"optim.{group['name']}."
         saved = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}

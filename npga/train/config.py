@@ -21,6 +21,8 @@ class LearningRates:
     sh_coeffs: float = 2.5e-3
     features: float = 2.5e-3
     networks: float = 1e-3  # fine MLP (and refiner); decays to networks * 0.1
+    pose_rotation: float = 1e-3  # radians, per-timestep pose corrections
+    pose_translation: float = 1e-4  # metres
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,11 @@ class TrainConfig:
     expression_dim: int = 32  # E of the fitted expression basis
     feature_dim: int = 32
     hidden_dim: int = 64
-    cameras_per_step: int = 2
+    cameras_per_step: int = 1  # images per step (3DGS: 1); each step is one timestep
     laplacian_neighbors: int = 8
     knn_every: int = 500  # rebuild the Laplacian's kNN graph (Gaussians move and multiply)
     checkpoint_every: int = 500
+    refine_poses: bool = True  # learn per-timestep corrections of the tracked head poses
     seed: int = 0
     lr: LearningRates = field(default_factory=LearningRates)
     loss: LossWeights = field(default_factory=LossWeights)

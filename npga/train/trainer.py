@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from npga.bundle import save_bundle
 from npga.data import CaptureDataset
@@ -27,6 +30,7 @@ from npga.train.capture_tracking import CaptureTracking
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, accumulate, refine
 from npga.train.losses import dynamics_laplacian, offset_penalty, photometric_loss, scale_penalty
+from npga.train.poses import PoseCorrections
 from npga.train.setup import (
     apply_rates,
     avatar_config,
@@ -39,6 +43,17 @@ from npga.train.setup import (
 BACKGROUND = (1.0, 1.0, 1.0)
 KNN_CHUNK = 1024
 SCENE_EXTENT_FACE_UNITS = 2.5  # the head's size, for densification's scale thresholds
+
+
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """torch.use_deterministic_algorithms(True) inside the block, the previous mode after it."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 @dataclass(frozen=True)
@@ -85,14 +100,14 @@ class Trainer:
                 )
             num_gaussians = tensors["model.gaussians.means"].shape[0]
             self.avatar = GaussianAvatar(avatar_config(config), num_gaussians).to(self.device)
-            self.optimizer = new_optimizer(config, self.avatar)
+            self._setup_poses_and_optimizer()
             tensors = {k: v.to(self.device) for k, v in tensors.items()}
-            state = ckpt.restore(tensors, metadata, self.avatar, self.optimizer)
+            state = ckpt.restore(tensors, metadata, self._modules(), self.optimizer)
             self.generator.set_state(state.rng.cpu())
         else:
             avatar = new_avatar(config, dataset, tracking, self.train_cameras, self.generator)
             self.avatar = avatar.to(self.device)
-            self.optimizer = new_optimizer(config, self.avatar)
+            self._setup_poses_and_optimizer()
             n = self.avatar.num_gaussians
             state = ckpt.TrainingState(
                 step=0,
@@ -107,11 +122,45 @@ class Trainer:
     def step(self) -> int:
         return self.state.step
 
+    def _setup_poses_and_optimizer(self) -> None:
+        self.poses = PoseCorrections(len(self.tracking.timesteps)).to(self.device)
+        self.optimizer = new_optimizer(self.config, self.avatar)
+        if self.config.refine_poses:
+            rates = self.config.lr
+            for name, rate in (
+                ("rotation", rates.pose_rotation),
+                ("translation", rates.pose_translation),
+            ):
+                parameter = getattr(self.poses, name)
+                self.optimizer.add_param_group(
+                    {"params": [parameter], "lr": rate, "name": f"pose_{name}"}
+                )
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"model": self.avatar, "poses": self.poses}
+
+    @torch.no_grad()
+    def refined_tracking(self) -> CaptureTracking:
+        """The run's tracking with the learnt pose corrections applied (training rows only move)."""
+        rows = torch.arange(len(self.tracking.timesteps), device=self.device)
+        pose = self.poses(head_pose(self.tracking, slice(None)).to(self.device), rows)
+        return replace(
+            self.tracking,
+            rotation_wxyz=pose.rotation_wxyz.cpu().numpy().astype(np.float32),
+            translation=pose.translation.cpu().numpy().astype(np.float32),
+        )
+
     def _knn(self) -> torch.Tensor:
         means = self.avatar.gaussians.means.detach()
         return knn_graph(means, self.config.laplacian_neighbors, chunk=KNN_CHUNK)
 
     def train_step(self) -> StepStats:
+        """One optimisation step. Deterministic on the CPU: torch's scatter-adds (the backward
+        of the Laplacian's and the prior's gathers) run in their deterministic mode."""
+        with deterministic_algorithms():
+            return self._train_step()
+
+    def _train_step(self) -> StepStats:
         config, avatar, weights = self.config, self.avatar, self.config.loss
         g = avatar.gaussians
         apply_rates(self.optimizer, config, self.state.step)
@@ -125,6 +174,7 @@ class Trainer:
         row = self.tracking.index(timestep)
         codes = torch.from_numpy(self.tracking.codes[row : row + 1]).to(self.device)  # [1, E]
         pose = head_pose(self.tracking, [row]).to(self.device)
+        pose = self.poses(pose, torch.tensor([row], device=self.device))
         posed, fine = avatar.deform_with_residuals(codes, pose)
         result = render(posed, cameras, background=BACKGROUND)
         result.means2d.retain_grad()
@@ -158,13 +208,16 @@ class Trainer:
             self.state.knn = self._knn()
         mse = float((rgb.detach() - images).pow(2).mean())
         return StepStats(
-            self.state.step, float(loss), -10 * math.log10(max(mse, 1e-12)), g.num_gaussians
+            self.state.step,
+            float(loss.detach()),
+            -10 * math.log10(max(mse, 1e-12)),
+            g.num_gaussians,
         )
 
     def save_checkpoint(self) -> None:
         self.state.rng = self.generator.get_state()
         ckpt.save_checkpoint(
-            self.out, self.avatar, self.optimizer, self.state, self.config.to_dict()
+            self.out, self._modules(), self.optimizer, self.state, self.config.to_dict()
         )
 
     def run(self, on_step: Callable[[StepStats], None] | None = None) -> float:
@@ -199,6 +252,7 @@ class Trainer:
         return now
 
     def write_bundle(self, summary: dict[str, Any]) -> Path:
-        return save_bundle(
-            self.out, self.avatar, default_camera(self.dataset, self.tracking), summary
-        )
+        """The avatar bundle and the refined tracking (which ``npga eval`` reads) into the run."""
+        tracking = self.refined_tracking()
+        tracking.save(self.out)
+        return save_bundle(self.out, self.avatar, default_camera(self.dataset, tracking), summary)
