@@ -156,7 +156,6 @@ class Session {
     this.sentAt = new Map(); // seq -> send time (ms), for the latency estimate
     this.renderLatencyMs = null;
     this.previous = new Map();
-    this.onChannelsOpen = null;
   }
 
   async start() {
@@ -177,13 +176,11 @@ class Session {
       status.pc = pc;
       this.ctrl = pc.createDataChannel("ctrl");
       this.ctrl.onmessage = (event) => this.onCtrl(event.data);
-      this.ctrl.onopen = () => this.channelsMaybeOpen();
       // The server ends a session by closing the peer: the channel closes before ICE notices.
-      this.ctrl.onclose = () => this.reconnect("the session (the server closed it)");
+      this.ctrl.onclose = () => this.reconnect("The server closed the session");
       if (this.role === "sender") {
         this.expr = pc.createDataChannel("expr", { ordered: false, maxRetransmits: 0 });
         this.expr.binaryType = "arraybuffer";
-        this.expr.onopen = () => this.channelsMaybeOpen();
       }
       for (let i = 0; i < seats; i++) {
         const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
@@ -235,11 +232,6 @@ class Session {
     });
   }
 
-  channelsMaybeOpen() {
-    const ready = this.ctrl?.readyState === "open" && (this.role !== "sender" || this.expr?.readyState === "open");
-    if (ready && this.onChannelsOpen) this.onChannelsOpen();
-  }
-
   onConnectionState() {
     const state = this.pc?.connectionState;
     clearTimeout(this.disconnectTimer);
@@ -249,9 +241,9 @@ class Session {
       setState("connected", "connected");
     } else if (state === "disconnected") {
       setState("reconnecting", "connection interrupted…");
-      this.disconnectTimer = setTimeout(() => this.reconnect("the connection was interrupted"), DISCONNECTED_GRACE_MS);
+      this.disconnectTimer = setTimeout(() => this.reconnect("The connection was interrupted"), DISCONNECTED_GRACE_MS);
     } else if (state === "failed" || state === "closed") {
-      this.reconnect("the connection to the server failed");
+      this.reconnect("The connection to the server failed");
     }
   }
 
@@ -269,7 +261,7 @@ class Session {
   reconnect(reason) {
     if (this.closed) return;
     this.teardownPeer();
-    this.scheduleRetry(`Lost ${reason}.`);
+    this.scheduleRetry(`${reason}.`);
   }
 
   scheduleRetry(message) {
@@ -407,6 +399,12 @@ class Sender {
   }
 
   async start() {
+    if (!document.createElement("canvas").getContext("webgl2")) {
+      throw new RequestError(
+        "The browser sender needs WebGL 2 (Face Mesh runs on it) and this browser provides none: " +
+          "turn on hardware acceleration, try another browser, or join as a viewer.",
+      );
+    }
     await this.useAvatar(this.session.avatar);
     let stream;
     try {
@@ -432,7 +430,11 @@ class Sender {
     });
     this.faceMesh.onResults((results) => this.onResults(results));
     setFace("calibrating", "loading Face Mesh…");
-    await this.faceMesh.initialize();
+    try {
+      await this.faceMesh.initialize();
+    } catch (error) {
+      throw new RequestError(`Face Mesh could not start in this browser: ${error?.message ?? error}`);
+    }
     this.timer = setInterval(() => this.tick(), 1000 / SEND_FPS);
   }
 
