@@ -36,7 +36,7 @@ from npga.data.layout import (
 from npga.geometry import axis_angle_to_quat
 
 SPLITS = ("train", "val", "test")
-OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips camera y and z
+OPENGL_TO_OPENCV = (1.0, -1.0, -1.0, 1.0)  # diagonal: flips the camera's y and z
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class GaCapture:
 
 def opengl_c2w_to_opencv_w2c(c2w: np.ndarray) -> np.ndarray:
     """c2w [4, 4] OpenGL camera-to-world -> [4, 4] OpenCV world-to-camera."""
-    return np.linalg.inv(c2w @ OPENGL_TO_OPENCV)
+    return np.linalg.inv(c2w @ np.diag(OPENGL_TO_OPENCV))
 
 
 def _number(entry: dict[str, Any], top: dict[str, Any], key: str, where: str) -> float:

@@ -12,7 +12,7 @@ from npga.data.synth.head import PARAMETERS, HeadModel, pose_head
 from npga.geometry import axis_angle_to_quat, quat_to_rotmat
 
 KEY_SPACING = 8  # frames between random key values
-LIGHT = np.array([-0.35, -0.55, -0.75]) / np.linalg.norm([-0.35, -0.55, -0.75])  # towards light
+LIGHT = (-0.35, -0.55, -0.75)  # towards the light (normalised where used)
 AMBIENT, DIFFUSE = 0.62, 0.45
 
 
@@ -92,7 +92,8 @@ def vertex_shading(vertices: np.ndarray, triangles: np.ndarray, groups: np.ndarr
     outwards = vertices - vertices.mean(axis=0)
     normals *= np.where((normals * outwards).sum(axis=1) < 0, -1.0, 1.0)[:, None]
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    return AMBIENT + DIFFUSE * np.clip(normals @ LIGHT, 0.0, 1.0)
+    light = np.asarray(LIGHT) / np.linalg.norm(LIGHT)
+    return AMBIENT + DIFFUSE * np.clip(normals @ light, 0.0, 1.0)
 
 
 def vertex_light(head: HeadModel, vertices: np.ndarray, params: np.ndarray) -> np.ndarray:

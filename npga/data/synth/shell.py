@@ -14,8 +14,8 @@ import numpy as np
 
 from npga.data.synth.face import smoothstep
 
-SKULL_RADII = np.array([0.082, 0.125, 0.1])  # x (with hair), y, z
-BACK_POLE = np.array([0.0, -0.25, 1.0]) / np.linalg.norm([0.0, -0.25, 1.0])
+SKULL_RADII = (0.082, 0.125, 0.1)  # metres: x (with hair), y, z
+BACK_POLE = (0.0, -0.25, 1.0)  # towards the back of the skull (normalised where used)
 RINGS = 24  # shell rings from the face outline to the back pole
 PATCH = (96, 384)  # shell texture: rows along the rings, columns around the outline
 
@@ -39,15 +39,17 @@ def _grid_triangles(rows: int, cols: int) -> np.ndarray:
 def shell_points(outline: np.ndarray, s: np.ndarray) -> np.ndarray:
     """outline [K, 3] points on the face outline; s [S] in [0, 1] -> [S, K, 3] shell points,
     slerped on the skull ellipsoid from the outline (s = 0) to the back pole (s = 1)."""
-    normalised = outline / SKULL_RADII  # [K, 3]
+    radii = np.asarray(SKULL_RADII)
+    pole = np.asarray(BACK_POLE) / np.linalg.norm(BACK_POLE)
+    normalised = outline / radii  # [K, 3]
     radius = np.linalg.norm(normalised, axis=1, keepdims=True)
     start = normalised / radius
-    angle = np.arccos(np.clip(start @ BACK_POLE, -1.0, 1.0))[None, :, None]  # [1, K, 1]
+    angle = np.arccos(np.clip(start @ pole, -1.0, 1.0))[None, :, None]  # [1, K, 1]
     t = s[:, None, None]
     sin = np.maximum(np.sin(angle), 1e-9)
-    direction = (np.sin((1 - t) * angle) * start + np.sin(t * angle) * BACK_POLE) / sin
+    direction = (np.sin((1 - t) * angle) * start + np.sin(t * angle) * pole) / sin
     blend = smoothstep(0.0, 0.35, t)
-    return direction * (radius * (1 - blend) + blend) * SKULL_RADII
+    return direction * (radius * (1 - blend) + blend) * radii
 
 
 def skull_shell(
