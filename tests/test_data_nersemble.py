@@ -38,7 +38,8 @@ def make_participant(root: Path, frames: int = 5) -> Path:
     params = {"world_2_cam": {s: w2c[i].tolist() for i, s in enumerate(SERIALS)},
               "intrinsics": k.tolist()}  # fmt: skip
     (root / "calibration" / "camera_params.json").write_text(json.dumps(params))
-    (root / "calibration" / "color_calibration.json").write_text(json.dumps({SERIALS[2]: SWAP_RB}))
+    colour = {f"cam_{SERIALS[2]}": SWAP_RB}  # keyed "cam_<serial>" here, by serial in others
+    (root / "calibration" / "color_calibration.json").write_text(json.dumps(colour))
     videos = root / "sequences" / "EXP-1-head" / "images"
     videos.mkdir(parents=True)
     for i, serial in enumerate(SERIALS):

@@ -62,6 +62,11 @@ def _array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     return array
 
 
+def _serial(key: str) -> str:
+    """Calibration files key cameras by serial; accept ``cam_<serial>`` too."""
+    return key.removeprefix("cam_")
+
+
 def read_calibration(participant: Path) -> NersembleCalibration:
     path = participant / "calibration" / "camera_params.json"
     data = _json(path)
@@ -70,6 +75,7 @@ def read_calibration(participant: Path) -> NersembleCalibration:
         raise CaptureError(f"{path}: needs an object 'world_2_cam' (serial -> 4x4)")
     if "intrinsics" not in data:
         raise CaptureError(f"{path}: field 'intrinsics' missing")
+    poses = {_serial(key): value for key, value in poses.items()}
     serials = sorted(poses)
     extrinsics = np.stack([_array(poses[s], (4, 4), f"{path}: world_2_cam.{s}") for s in serials])
     intrinsics = _array(data["intrinsics"], (3, 3), f"{path}: intrinsics")
@@ -79,7 +85,7 @@ def read_calibration(participant: Path) -> NersembleCalibration:
         table = _json(colour_path)
         if not isinstance(table, dict):
             raise CaptureError(f"{colour_path}: must map camera serials to 3x4 matrices")
-        colour = {s: _array(m, (3, 4), f"{colour_path}: {s}") for s, m in table.items()}
+        colour = {_serial(s): _array(m, (3, 4), f"{colour_path}: {s}") for s, m in table.items()}
     return NersembleCalibration(serials, extrinsics, intrinsics, colour)
 
 
