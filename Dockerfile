@@ -1,6 +1,15 @@
 # GPU receiver: `telepresence serve` with gsplat's CUDA kernels compiled at image build time.
 # Build: docker build -t npga-telepresence .   (see docs/deployment.md)
 
+# The browser client: Face Mesh's wasm and models come from its npm package (no CDN at run time).
+FROM node:20-bookworm-slim AS web
+WORKDIR /src/web_client
+COPY web_client/package.json web_client/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web_client/build.mjs ./
+COPY web_client/src ./src
+RUN npm run build
+
 FROM nvidia/cuda:12.4.1-devel-ubuntu24.04 AS build
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
@@ -14,7 +23,8 @@ RUN pip install "torch==2.5.1" --index-url https://download.pytorch.org/whl/cu12
 COPY pyproject.toml README.md /src/
 COPY npga /src/npga
 COPY telepresence /src/telepresence
-RUN pip install /src \
+# Editable: the server finds the built client and the demo avatar next to its sources in /src.
+RUN pip install -e /src \
  && pip install --no-deps "mediapipe==0.10.21" \
  # gsplat from its source distribution: its CUDA extension is compiled here, not at first request
  && pip install --no-binary gsplat "gsplat==1.5.3" \
@@ -28,6 +38,8 @@ RUN apt-get update \
  && useradd --create-home --uid 10001 telepresence \
  && mkdir /avatars && chown telepresence /avatars
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /src /src
+COPY --from=web /src/web_client/dist /src/web_client/dist
 ENV PATH=/opt/venv/bin:$PATH \
     NUMBA_CACHE_DIR=/tmp/numba-cache \
     TELEPRESENCE_HOST=0.0.0.0 \
