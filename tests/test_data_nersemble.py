@@ -101,7 +101,7 @@ def test_reader_errors(tmp_path: Path) -> None:
     data = json.loads(params.read_text())
     data["world_2_cam"][SERIALS[1]] = [[1, 0, 0], [0, 1, 0]]
     params.write_text(json.dumps(data))
-    with pytest.raises(CaptureError, match=r"world_2_cam\.221501007 must have shape \(4, 4\)"):
+    with pytest.raises(CaptureError, match=r"world_2_cam\.221501007 must be 4x4"):
         read_calibration(src)
     del data["intrinsics"]
     params.write_text(json.dumps(data))

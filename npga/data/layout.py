@@ -60,13 +60,15 @@ def frame_path(root: Path, timestep: int, camera: str, masks: bool = False) -> P
     return root / (MASKS_DIR if masks else FRAMES_DIR) / f"{timestep:05d}" / f"{camera}.png"
 
 
-def _matrix(value: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+def numeric_array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape``, or a CaptureError naming ``where``."""
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise CaptureError(f"{where} is not a numeric matrix") from None
+        raise CaptureError(f"{where} is not numeric") from None
     if array.shape != shape:
-        raise CaptureError(f"{where} must be {shape[0]}x{shape[1]}, got shape {array.shape}")
+        dims = "x".join(str(d) for d in shape)
+        raise CaptureError(f"{where} must be {dims}, got shape {array.shape}")
     if not np.isfinite(array).all():
         raise CaptureError(f"{where} contains NaN or Inf")
     return array
@@ -96,8 +98,8 @@ def read_cameras(root: Path) -> CameraRig:
         for key in ("world_to_cam", "intrinsics", "width", "height"):
             if key not in entry:
                 raise CaptureError(f"{where}.{key} missing")
-        extrinsics.append(_matrix(entry["world_to_cam"], (4, 4), f"{where}.world_to_cam"))
-        intrinsics.append(_matrix(entry["intrinsics"], (3, 3), f"{where}.intrinsics"))
+        extrinsics.append(numeric_array(entry["world_to_cam"], (4, 4), f"{where}.world_to_cam"))
+        intrinsics.append(numeric_array(entry["intrinsics"], (3, 3), f"{where}.intrinsics"))
         width, height = entry["width"], entry["height"]
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise CaptureError(f"{where}: width/height must be positive integers")

@@ -26,6 +26,7 @@ from npga.data.layout import (
     downscaled_size,
     frame_path,
     middle_camera,
+    numeric_array,
     write_cameras,
     write_image,
     write_splits,
@@ -50,18 +51,6 @@ def _json(path: Path) -> Any:
         raise CaptureError(f"{path}: not valid JSON ({error})") from None
 
 
-def _array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CaptureError(f"{where} is not numeric") from None
-    if array.shape != shape:
-        raise CaptureError(f"{where} must have shape {shape}, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise CaptureError(f"{where} contains NaN or Inf")
-    return array
-
-
 def _serial(key: str) -> str:
     """Calibration files key cameras by serial; accept ``cam_<serial>`` too."""
     return key.removeprefix("cam_")
@@ -77,15 +66,19 @@ def read_calibration(participant: Path) -> NersembleCalibration:
         raise CaptureError(f"{path}: field 'intrinsics' missing")
     poses = {_serial(key): value for key, value in poses.items()}
     serials = sorted(poses)
-    extrinsics = np.stack([_array(poses[s], (4, 4), f"{path}: world_2_cam.{s}") for s in serials])
-    intrinsics = _array(data["intrinsics"], (3, 3), f"{path}: intrinsics")
+    extrinsics = np.stack(
+        [numeric_array(poses[s], (4, 4), f"{path}: world_2_cam.{s}") for s in serials]
+    )
+    intrinsics = numeric_array(data["intrinsics"], (3, 3), f"{path}: intrinsics")
     colour_path = participant / "calibration" / "color_calibration.json"
     colour = {}
     if colour_path.exists():
         table = _json(colour_path)
         if not isinstance(table, dict):
             raise CaptureError(f"{colour_path}: must map camera serials to 3x4 matrices")
-        colour = {_serial(s): _array(m, (3, 4), f"{colour_path}: {s}") for s, m in table.items()}
+        colour = {
+            _serial(s): numeric_array(m, (3, 4), f"{colour_path}: {s}") for s, m in table.items()
+        }
     return NersembleCalibration(serials, extrinsics, intrinsics, colour)
 
 
