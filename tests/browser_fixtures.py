@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from aiohttp import web
 
 from server_fixtures import TEST_SERVER_CONFIG, small_registry
@@ -47,6 +49,19 @@ BROWSER_SERVER_CONFIG = replace(TEST_SERVER_CONFIG, resolution=128, fps=20.0)
 
 def client_built() -> bool:
     return (WEB_CLIENT / "index.html").is_file() and (WEB_CLIENT / "mediapipe").is_dir()
+
+
+def requires(missing: bool, reason: str) -> pytest.MarkDecorator:
+    """Skip when a requirement is missing on a developer's machine, never in CI (CI=true): `make
+    test` installs everything there, so a missing piece must fail the run, not hide it."""
+    return pytest.mark.skipif(missing and not os.environ.get("CI"), reason=reason)
+
+
+BROWSER_TEST_MARKS = [
+    pytest.mark.browser,
+    requires(not CHROMIUM.exists(), "needs Debian's chromium (make system-deps)"),
+    requires(not client_built(), "web client not built (make install)"),
+]
 
 
 class ServerThread:

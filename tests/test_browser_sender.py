@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright import sync_api
 
 from browser_fixtures import (
-    CHROMIUM,
-    client_built,
+    BROWSER_TEST_MARKS,
     error_text,
     keep_screenshots,
     launch_chromium,
@@ -26,12 +26,7 @@ from browser_fixtures import (
     write_y4m,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)"),
-    pytest.mark.skipif(not client_built(), reason="web client not built (make install)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = BROWSER_TEST_MARKS
 
 STATE_JS = """() => {
   const t = window.telepresence;

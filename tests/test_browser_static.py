@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from aiohttp import ClientSession
 
+from browser_fixtures import requires
 from server_fixtures import running_server
 from telepresence.app import WEB_CLIENT
 
-pytestmark = pytest.mark.skipif(
-    not (WEB_CLIENT / "mediapipe").is_dir(), reason="web client not built (make install)"
+pytestmark = requires(
+    not (WEB_CLIENT / "mediapipe").is_dir(), "web client not built (make install)"
 )
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
 from browser_fixtures import (
-    CHROMIUM,
+    BROWSER_TEST_MARKS,
     FRAMES_DECODED_JS,
-    client_built,
     error_text,
     keep_screenshots,
     launch_chromium,
@@ -22,12 +22,7 @@ from browser_fixtures import (
 from telepresence.app import PEERS
 from telepresence.config import Limits
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)"),
-    pytest.mark.skipif(not client_built(), reason="web client not built (make install)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = BROWSER_TEST_MARKS
 
 
 @pytest.mark.usefixtures("loopback_ice")
