@@ -152,6 +152,12 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     assert report["self_reenactment"]["overall"]["psnr_mask"] is not None
     assert sorted(p.suffix for p in media.iterdir()).count(".mp4") >= 2
     assert any(p.name.startswith("self_test_t") for p in media.iterdir())
+    assert report["poses"] == "tracked"
+
+    fitted_path = tmp_path / "fitted.json"
+    done = npga("eval", str(out), str(capture), "--json", str(fitted_path), "--fit-poses", "3")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(fitted_path.read_text())["poses"].startswith("fitted")
 
 
 def test_cli_errors_are_one_line(capture: Path, tmp_path: Path) -> None:

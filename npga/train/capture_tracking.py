@@ -29,7 +29,8 @@ from npga.tracking.facemesh import FaceMeshTracker
 from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
 from npga.tracking.template import FaceTemplate
 
-TRACKING_FILE = "tracking.npz"
+TRACKING_FILE = "tracking.npz"  # as tracked (what training starts from; reused on resume)
+REFINED_TRACKING_FILE = "tracking_refined.npz"  # with the learnt pose corrections (npga eval)
 BASIS_FILE = "basis.json"
 MIN_VIEWS = 2  # cameras that must see a face for a timestep's pose to be triangulated
 NORMAL_CENTRE_DEPTH = 1.0  # face units behind the landmark centroid: where face normals start
@@ -58,9 +59,9 @@ class CaptureTracking:
             raise KeyError(f"timestep {timestep} has no tracked face")
         return int(found[0])
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, filename: str = TRACKING_FILE) -> None:
         np.savez(
-            directory / TRACKING_FILE,
+            directory / filename,
             timesteps=self.timesteps,
             codes=self.codes,
             rotation_wxyz=self.rotation_wxyz,
@@ -73,8 +74,8 @@ class CaptureTracking:
         self.basis.save(directory / BASIS_FILE)
 
     @classmethod
-    def load(cls, directory: Path) -> CaptureTracking:
-        path = directory / TRACKING_FILE
+    def load(cls, directory: Path, filename: str = TRACKING_FILE) -> CaptureTracking:
+        path = directory / filename
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}

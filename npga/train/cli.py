@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ from npga.cli_args import CliError, device_arg, positive_int
 from npga.data import CaptureDataset, CaptureError
 from npga.eval.evaluate import evaluate
 from npga.eval.media import MediaSink
+from npga.eval.pose_fit import fit_poses
 from npga.model.config import DYNAMICS
 from npga.tracking.template import load_default_template
 from npga.train import checkpoint as ckpt
 from npga.train.capture_tracking import (
+    REFINED_TRACKING_FILE,
     TRACKING_FILE,
     CaptureTracking,
     detect_landmarks,
@@ -143,8 +146,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             info="",
         )
 
+        started, first_step = time.perf_counter(), trainer.step
+
         def show(stats: StepStats) -> None:
-            info = f"loss {stats.loss:.4f}  PSNR {stats.psnr:5.2f}  N {stats.num_gaussians}"
+            rate = (stats.step - first_step) / max(time.perf_counter() - started, 1e-9)
+            info = (
+                f"loss {stats.loss:.4f}  PSNR {stats.psnr:5.2f}  N {stats.num_gaussians}  "
+                f"{rate:.1f} it/s"
+            )
             progress.update(task, completed=stats.step, info=info)
 
         try:
@@ -154,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                 f"interrupted at step {trainer.step}; checkpoint saved, continue with --resume"
             ) from None
     trainer.save_checkpoint()
-    report = evaluate(trainer.avatar.eval(), dataset, tracking, "test")
+    report = evaluate(trainer.avatar.eval(), dataset, trainer.refined_tracking(), "test")
     summary = _summary(args, trainer, tracking, report)
     trainer.write_bundle(summary)
     console.print(json.dumps(summary, indent=1))
@@ -183,12 +192,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         bundle = load_bundle(args.avatar, args.device)
     except BundleError as error:
         raise CliError(str(error)) from None
-    if not (args.avatar / TRACKING_FILE).is_file():
+    if not (args.avatar / REFINED_TRACKING_FILE).is_file():
         raise CliError(
-            f"{args.avatar}: no {TRACKING_FILE}; evaluate an avatar trained by `npga train` "
-            "on this capture"
+            f"{args.avatar}: no {REFINED_TRACKING_FILE}; evaluate an avatar trained by "
+            "`npga train` on this capture"
         )
-    tracking = CaptureTracking.load(args.avatar)
+    tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
     resolution = args.resolution or bundle.default_camera.width
     dataset = _open_capture(args.capture, resolution)
     sinks: dict[str, MediaSink] = {}
@@ -198,12 +207,20 @@ def cmd_eval(args: argparse.Namespace) -> None:
             "self": MediaSink(args.media, f"self_{args.split}", videos),
             "novel": MediaSink(args.media, "novel_view", dataset.splits.test_cameras),
         }
+    poses = "tracked"
+    if args.fit_poses:
+        split = dataset.splits.test_timesteps if args.split == "test" else []
+        tracked = set(tracking.timesteps.tolist())
+        tracking = fit_poses(
+            bundle.avatar, dataset, tracking, [t for t in split if t in tracked], args.fit_poses
+        )
+        poses = f"fitted to the training cameras ({args.fit_poses} steps per timestep)"
     try:
         report = evaluate(bundle.avatar, dataset, tracking, args.split, sinks)
     finally:
         for sink in sinks.values():
             sink.close()
-    report = {"avatar": str(args.avatar), "capture": str(args.capture), **report}
+    report = {"avatar": str(args.avatar), "capture": str(args.capture), "poses": poses, **report}
     report["training"] = bundle.summary
     text = json.dumps(report, indent=1)
     if args.json is not None:
@@ -246,5 +263,11 @@ def add_commands(commands: Any) -> None:
     ev.add_argument("--json", type=Path, help="write the report here")
     ev.add_argument("--media", type=Path, help="write comparison grids and videos here")
     ev.add_argument("--resolution", type=positive_int, help="default: the avatar's")
+    ev.add_argument(
+        "--fit-poses",
+        type=positive_int,
+        metavar="STEPS",
+        help="fit the held-out timesteps' head poses photometrically (training cameras only)",
+    )
     ev.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu|cuda")
     ev.set_defaults(run=cmd_eval)

@@ -26,7 +26,7 @@ from npga.data import CaptureDataset
 from npga.model import GaussianAvatar, knn_graph, laplacian_loss
 from npga.render import render
 from npga.train import checkpoint as ckpt
-from npga.train.capture_tracking import CaptureTracking
+from npga.train.capture_tracking import REFINED_TRACKING_FILE, CaptureTracking
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, accumulate, refine
 from npga.train.losses import dynamics_laplacian, offset_penalty, photometric_loss, scale_penalty
@@ -254,5 +254,5 @@ class Trainer:
     def write_bundle(self, summary: dict[str, Any]) -> Path:
         """The avatar bundle and the refined tracking (which ``npga eval`` reads) into the run."""
         tracking = self.refined_tracking()
-        tracking.save(self.out)
+        tracking.save(self.out, REFINED_TRACKING_FILE)
         return save_bundle(self.out, self.avatar, default_camera(self.dataset, tracking), summary)
