@@ -30,6 +30,8 @@ METADATA_FILE = "avatar.json"
 TEMPLATE_KEY = "prior.template"
 # The expression space of Face Mesh landmarks projected on a PCA basis (npga.tracking).
 FACEMESH_SPACE = "facemesh-pca"
+# The avatar that ships with the package (trained on a synthetic capture; docs/training.md).
+DEMO_AVATAR_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 
 
 class BundleError(ValueError):

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from npga.bundle import AvatarBundle, load_bundle
+from npga.bundle import DEMO_AVATAR_DIR, AvatarBundle, load_bundle
 from npga.cameras import Cameras
 from npga.codes import ExpressionFrame
-from npga.model import HeadPose, InferenceCache, default_camera, synthetic_avatar
+from npga.model import HeadPose, InferenceCache
 from npga.tracking import topology
 
 DEMO_AVATAR_ID = "demo"
@@ -82,9 +82,8 @@ class AvatarRegistry:
 
 
 def demo_bundle(device: torch.device) -> AvatarBundle:
-    """The built-in avatar until a trained one is bundled: procedural, 20k Gaussians."""
-    avatar = synthetic_avatar(20_000)
-    return AvatarBundle(avatar.to(device).eval(), default_camera(512).to(device), {})
+    """The built-in avatar: trained by `npga train` on a synthetic capture (docs/training.md)."""
+    return load_bundle(DEMO_AVATAR_DIR, device)
 
 
 def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
