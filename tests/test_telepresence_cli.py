@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from npga.bundle import DEMO_AVATAR_DIR, load_bundle
 from telepresence.auth import verify_token
 from telepresence.cli import main
 
@@ -51,7 +52,8 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     session = report["per_session"][0]
-    assert session["uplink_bytes_per_frame"] == 52 + 2 * 48
+    demo_dim = load_bundle(DEMO_AVATAR_DIR).config.expression_dim
+    assert session["uplink_bytes_per_frame"] == 52 + 2 * demo_dim
     assert session["fps_received"] > 15
     assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
     assert session["downlink_kbps"] > 10
