@@ -127,12 +127,14 @@ def test_laplacian_loss_is_zero_for_smooth_values_and_positive_otherwise() -> No
     assert float(laplacian_loss(noisy, neighbors)) > 0.5
 
 
-def test_landmark_binding_weights_are_normalised_and_nearest() -> None:
-    landmarks = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0], [5.0, 5, 5]])
-    points = torch.tensor([[0.1, 0.0, 0.0], [0.9, 0.1, 0.0]])
+def test_landmark_binding_follows_near_landmarks_and_fades_far_from_them() -> None:
+    landmarks = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0], [1.0, 1, 0]])
+    points = torch.tensor([[0.05, 0.0, 0.0], [0.95, 0.05, 0.0], [0.5, 0.5, 3.0]])
     index, weight = bind_to_landmarks(points, landmarks, k=2)
     assert index[0, 0] == 0 and index[1, 0] == 1
-    torch.testing.assert_close(weight.sum(dim=1), torch.ones(2))
+    total = weight.sum(dim=1)  # inverse-distance weights that sum to 1, times the falloff
+    assert float(total[0]) > 0.98 and float(total[1]) > 0.95  # on the landmarks: follow fully
+    assert float(total[2]) < 1e-6  # far behind them (the back of a head): does not move
 
 
 def test_config_validation() -> None:

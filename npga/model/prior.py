@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+FALLOFF_RMS = 0.65  # prior falloff sigma in units of the landmarks' RMS radius (~0.4 face units)
+
 
 def bind_to_landmarks(
     points: Tensor,  # [N, 3]
@@ -16,14 +18,23 @@ def bind_to_landmarks(
     k: int,
     chunk: int = 8192,
 ) -> tuple[Tensor, Tensor]:
-    """K nearest landmarks of every point and normalised inverse-distance weights, [N, K] each."""
+    """K nearest landmarks of every point and their weights, [N, K] each.
+
+    Inverse-distance weights, normalised, then faded with the distance to the nearest landmark
+    (Gaussian falloff, sigma = FALLOFF_RMS x the landmarks' RMS radius): points on the face follow
+    it fully, while the back of the head, the hair and the neck, far from every landmark, do not
+    move with the expression (a chin landmark must not drag the neck).
+    """
+    centred = landmarks - landmarks.mean(dim=0)
+    sigma = FALLOFF_RMS * float(centred.pow(2).sum(dim=1).mean().sqrt().clamp_min(1e-9))
     indices, weights = [], []
     for part in points.split(chunk):
         distances = torch.cdist(part, landmarks)  # [n, L]
         nearest, index = distances.topk(k, dim=1, largest=False)
         inverse = 1.0 / nearest.clamp_min(1e-6)
+        fade = torch.exp(-((nearest[:, :1] / sigma) ** 2))  # [n, 1]
         indices.append(index)
-        weights.append(inverse / inverse.sum(dim=1, keepdim=True))
+        weights.append(inverse / inverse.sum(dim=1, keepdim=True) * fade)
     return torch.cat(indices), torch.cat(weights)
 
 
