@@ -32,13 +32,14 @@ system-deps:
 demo: install
 	$(BIN)/telepresence serve --demo-sender --port 8080
 
-# Offline: build an avatar bundle, synthesise codes, render a video on the CPU.
+# Offline: synthesise codes for the bundled demo avatar and render a video on the CPU.
+DEMO_AVATAR := npga/assets/demo
 demo-offline: install
-	$(BIN)/npga make-avatar $(DEMO_DIR)/avatar --gaussians 20000
-	$(BIN)/npga make-codes $(DEMO_DIR)/codes.npz --avatar $(DEMO_DIR)/avatar --seconds 4
-	$(BIN)/npga render $(DEMO_DIR)/avatar --codes $(DEMO_DIR)/codes.npz \
+	mkdir -p $(DEMO_DIR)
+	$(BIN)/npga make-codes $(DEMO_DIR)/codes.npz --avatar $(DEMO_AVATAR) --seconds 4
+	$(BIN)/npga render $(DEMO_AVATAR) --codes $(DEMO_DIR)/codes.npz \
 		--out $(DEMO_DIR)/demo.mp4 --resolution 256 --camera orbit
-	$(BIN)/npga info $(DEMO_DIR)/avatar
+	$(BIN)/npga info $(DEMO_AVATAR)
 
 lint: install
 	$(BIN)/ruff check .
