@@ -74,7 +74,8 @@ def numeric_array(value: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     return array
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """A JSON file's content, or a CaptureError naming the missing or unreadable file."""
     if not path.is_file():
         raise CaptureError(f"{path}: missing")
     try:
@@ -85,7 +86,7 @@ def _load_json(path: Path) -> Any:
 
 def read_cameras(root: Path) -> CameraRig:
     path = root / CAMERAS_FILE
-    data = _load_json(path)
+    data = load_json(path)
     entries = data.get("cameras") if isinstance(data, dict) else None
     if not isinstance(entries, dict) or not entries:
         raise CaptureError(f"{path}: needs a non-empty object 'cameras'")
@@ -145,7 +146,7 @@ def read_splits(root: Path, timesteps: list[int], cameras: list[str]) -> Capture
     path = root / SPLITS_FILE
     if not path.exists():
         return CaptureSplits(list(timesteps), [], [])
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise CaptureError(f"{path}: must be a JSON object")
     train = _int_list(data.get("train_timesteps", []), f"{path}: train_timesteps")

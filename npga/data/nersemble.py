@@ -9,11 +9,9 @@ transform, applied as ``rgb @ A[:, :3].T + A[:, 3]`` to RGB in [0, 1]) and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +23,7 @@ from npga.data.layout import (
     CaptureSplits,
     downscaled_size,
     frame_path,
+    load_json,
     middle_camera,
     numeric_array,
     write_cameras,
@@ -42,15 +41,6 @@ class NersembleCalibration:
     colour: dict[str, np.ndarray]  # serial -> [3, 4] affine colour transform
 
 
-def _json(path: Path) -> Any:
-    if not path.is_file():
-        raise CaptureError(f"{path}: missing")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CaptureError(f"{path}: not valid JSON ({error})") from None
-
-
 def _serial(key: str) -> str:
     """Calibration files key cameras by serial; accept ``cam_<serial>`` too."""
     return key.removeprefix("cam_")
@@ -58,7 +48,7 @@ def _serial(key: str) -> str:
 
 def read_calibration(participant: Path) -> NersembleCalibration:
     path = participant / "calibration" / "camera_params.json"
-    data = _json(path)
+    data = load_json(path)
     poses = data.get("world_2_cam") if isinstance(data, dict) else None
     if not isinstance(poses, dict) or not poses:
         raise CaptureError(f"{path}: needs an object 'world_2_cam' (serial -> 4x4)")
@@ -73,7 +63,7 @@ def read_calibration(participant: Path) -> NersembleCalibration:
     colour_path = participant / "calibration" / "color_calibration.json"
     colour = {}
     if colour_path.exists():
-        table = _json(colour_path)
+        table = load_json(colour_path)
         if not isinstance(table, dict):
             raise CaptureError(f"{colour_path}: must map camera serials to 3x4 matrices")
         colour = {
