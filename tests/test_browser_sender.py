@@ -56,6 +56,19 @@ def _camera_flags(video: Path) -> list[str]:
 
 
 @pytest.mark.usefixtures("loopback_ice")
+def _lagged_correlation(samples: list[tuple[np.ndarray, np.ndarray]], lag: int) -> float:
+    """Correlation of code differences with avatar-frame differences over all sample pairs,
+    each frame paired with the code sent ``lag`` samples before it."""
+    codes = [code for code, _ in samples][: len(samples) - lag]
+    frames = [pixels for _, pixels in samples][lag:]
+    shifted = list(zip(codes, frames, strict=True))
+    pairs = [
+        (float(np.abs(a[0] - b[0]).max()), float(np.abs(a[1] - b[1]).mean()))
+        for a, b in combinations(shifted, 2)
+    ]
+    return float(np.corrcoef(np.asarray(pairs).T)[0, 1])
+
+
 def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> None:
     with server_thread() as server, sync_api.sync_playwright() as playwright:
         context = launch_chromium(playwright, tmp_path / "profile", _camera_flags(face_video))
@@ -105,7 +118,9 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
     )
     code_gap, image_gap = pairs[-1]
     still = float(np.median([gap for code, gap in pairs if code < 0.1] or [0.0]))
-    correlation = float(np.corrcoef(np.asarray(pairs).T)[0, 1])
+    # The returned frames lag the codes by the render + encode + network delay (100-700 ms on a
+    # busy 2-core machine, samples are 250 ms apart): take the best of a few lags.
+    correlation = max(_lagged_correlation(samples, lag) for lag in range(4))
     print(
         f"max code gap {code_gap:.3f}: image gap {image_gap:.2f} grey levels; "
         f"similar codes: {still:.2f}; correlation {correlation:.2f}"
