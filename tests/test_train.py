@@ -16,6 +16,7 @@ from npga.bundle import load_bundle
 from npga.data import CaptureDataset
 from npga.data.synth.writer import SynthConfig, write_synth
 from npga.eval.evaluate import evaluate
+from npga.eval.synth_oracle import load_truth, oracle_report
 from npga.geometry import quat_to_rotmat
 from npga.tracking.template import load_default_template
 from npga.train import CaptureTracking, DensifyStrategy, TrainConfig, Trainer, track_capture
@@ -158,6 +159,41 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     done = npga("eval", str(out), str(capture), "--json", str(fitted_path), "--fit-poses", "3")
     assert done.returncode == 0, done.stderr
     assert json.loads(fitted_path.read_text())["poses"].startswith("fitted")
+
+    oracle_path = tmp_path / "oracle.json"
+    done = npga("oracle", str(capture), str(out), "--poses", "fitted", "--every", "4",
+                "--json", str(oracle_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    oracle = json.loads(oracle_path.read_text())
+    assert oracle["poses"].startswith("fitted")
+    assert {"train", "test"} <= set(oracle)
+    for split in ("train", "test"):
+        assert 0 < oracle[split]["pose_error_mm"] < 50
+        assert oracle[split]["neutral_head_at_true_poses_psnr"] > 20
+
+
+def test_oracle_of_the_true_poses_is_exact(capture: Path, tracking: CaptureTracking) -> None:
+    """Given the rig's own poses, the oracle finds no pose error and re-renders the capture."""
+    rig = np.load(capture / "rig.npz")
+    rows = tracking.timesteps
+    true_poses = replace(
+        tracking,
+        rotation_wxyz=rig["head_rotation_wxyz"][rows],
+        translation=rig["head_translation"][rows],
+    )
+    report = oracle_report(capture, CaptureDataset(capture), true_poses, every=6)
+    for split in ("train", "test"):
+        assert report[split]["pose_error_mm"] < 0.01
+        assert report[split]["true_head_at_poses_psnr"] > 40  # only PNG rounding
+        neutral = report[split]["neutral_head_at_true_poses_psnr"]
+        assert 20 < neutral < report[split]["true_head_at_poses_psnr"] - 5
+    tracked = oracle_report(capture, CaptureDataset(capture), tracking, every=6)
+    assert tracked["train"]["pose_error_mm"] > 0.1  # Face Mesh is not the rig
+
+
+def test_oracle_needs_a_synthetic_capture(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a synthetic capture"):
+        load_truth(tmp_path)
 
 
 def test_cli_errors_are_one_line(capture: Path, tmp_path: Path) -> None:

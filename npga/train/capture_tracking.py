@@ -31,6 +31,7 @@ from npga.tracking.template import FaceTemplate
 
 TRACKING_FILE = "tracking.npz"  # as tracked (what training starts from; reused on resume)
 REFINED_TRACKING_FILE = "tracking_refined.npz"  # with the learnt pose corrections (npga eval)
+FITTED_TRACKING_FILE = "tracking_fitted.npz"  # held-out poses fitted by npga eval --fit-poses
 BASIS_FILE = "basis.json"
 MIN_VIEWS = 2  # cameras that must see a face for a timestep's pose to be triangulated
 NORMAL_CENTRE_DEPTH = 1.0  # face units behind the landmark centroid: where face normals start

@@ -25,10 +25,12 @@ from npga.data import CaptureDataset, CaptureError
 from npga.eval.evaluate import evaluate
 from npga.eval.media import MediaSink
 from npga.eval.pose_fit import fit_poses
+from npga.eval.synth_oracle import oracle_report
 from npga.model.config import DYNAMICS
 from npga.tracking.template import load_default_template
 from npga.train import checkpoint as ckpt
 from npga.train.capture_tracking import (
+    FITTED_TRACKING_FILE,
     REFINED_TRACKING_FILE,
     TRACKING_FILE,
     CaptureTracking,
@@ -39,6 +41,11 @@ from npga.train.config import TrainConfig
 from npga.train.densify import DensifyStrategy
 from npga.train.trainer import StepStats, Trainer
 
+POSE_FILES = {  # npga oracle --poses
+    "tracked": TRACKING_FILE,
+    "refined": REFINED_TRACKING_FILE,
+    "fitted": FITTED_TRACKING_FILE,
+}
 REFINE_STOP_FRACTION = 0.6  # densification stops after this fraction of the iterations
 
 
@@ -214,6 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         tracking = fit_poses(
             bundle.avatar, dataset, tracking, [t for t in split if t in tracked], args.fit_poses
         )
+        tracking.save(args.avatar, FITTED_TRACKING_FILE)  # for `npga oracle --poses fitted`
         poses = f"fitted to the training cameras ({args.fit_poses} steps per timestep)"
     try:
         report = evaluate(bundle.avatar, dataset, tracking, args.split, sinks)
@@ -233,8 +241,36 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(line)
 
 
+def cmd_oracle(args: argparse.Namespace) -> None:
+    filename = POSE_FILES[args.poses]
+    if not (args.avatar / filename).is_file():
+        raise CliError(
+            f"{args.avatar}: no {filename} ({args.poses} poses: "
+            + ("run npga eval --fit-poses first)" if args.poses == "fitted" else "npga train)")
+        )
+    try:
+        tracking = CaptureTracking.load(args.avatar, filename)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    dataset = _open_capture(args.capture, args.resolution)
+    console = Console(stderr=True)
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task("ground truth", total=2, info="train, test")
+            report = oracle_report(
+                args.capture, dataset, tracking, args.every, lambda n: progress.advance(task, n)
+            )
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    report = {"capture": str(args.capture), "poses": f"{args.poses} ({filename})", **report}
+    text = json.dumps(report, indent=1)
+    if args.json is not None:
+        args.json.write_text(text)
+    print(text)
+
+
 def add_commands(commands: Any) -> None:
-    """Register ``train`` and ``eval`` on the ``npga`` subparsers."""
+    """Register ``train``, ``eval`` and ``oracle`` on the ``npga`` subparsers."""
     train = commands.add_parser(
         "train",
         help="train an avatar from a multi-view capture",
@@ -271,3 +307,24 @@ def add_commands(commands: Any) -> None:
     )
     ev.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu|cuda")
     ev.set_defaults(run=cmd_eval)
+
+    oracle = commands.add_parser(
+        "oracle",
+        help="ground-truth bounds of a synthetic capture's tracking",
+        description="For a capture written by npga synth: the tracked poses' error against the "
+        "rig (mm), the PSNR of the true head rendered at those poses (no avatar driven by them "
+        "can be expected to beat it) and of the true head without expression at the true poses "
+        "(a perfect static avatar). See npga/eval/synth_oracle.py.",
+    )
+    oracle.add_argument("capture", type=Path, help="a capture written by npga synth")
+    oracle.add_argument("avatar", type=Path, help="an avatar directory written by npga train")
+    oracle.add_argument(
+        "--poses",
+        choices=tuple(POSE_FILES),
+        default="tracked",
+        help="tracked: Face Mesh; refined: after training; fitted: npga eval --fit-poses",
+    )
+    oracle.add_argument("--every", type=positive_int, default=1, help="use every K-th timestep")
+    oracle.add_argument("--resolution", type=positive_int, help="default: the capture's")
+    oracle.add_argument("--json", type=Path, help="write the report here")
+    oracle.set_defaults(run=cmd_oracle)
