@@ -46,10 +46,10 @@ SCENE_EXTENT_FACE_UNITS = 2.5  # the head's size, for densification's scale thre
 
 
 @contextmanager
-def deterministic_algorithms() -> Iterator[None]:
-    """torch.use_deterministic_algorithms(True) inside the block, the previous mode after it."""
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """torch.use_deterministic_algorithms(enabled) inside the block, the previous mode after it."""
     previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(enabled)
     try:
         yield
     finally:
@@ -156,8 +156,10 @@ class Trainer:
 
     def train_step(self) -> StepStats:
         """One optimisation step. Deterministic on the CPU: torch's scatter-adds (the backward
-        of the Laplacian's and the prior's gathers) run in their deterministic mode."""
-        with deterministic_algorithms():
+        of the Laplacian's and the prior's gathers) run in their deterministic mode. Not on CUDA:
+        gsplat's backward accumulates with atomics, and cuBLAS would refuse the mode unless
+        CUBLAS_WORKSPACE_CONFIG is set before the process starts."""
+        with deterministic_algorithms(self.device.type == "cpu"):
             return self._train_step()
 
     def _train_step(self) -> StepStats:
