@@ -64,7 +64,7 @@ gpu-check:
 	$(BIN)/pytest -m gpu -v
 	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --json
 	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --batch 8 --json
-	$(BIN)/telepresence bench --device cuda --sessions 4 --resolution 512 --seconds 10 --json
+	$(BIN)/telepresence bench --device cuda --sessions 8 --client-processes 8 --resolution 512 --seconds 10 --json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

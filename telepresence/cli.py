@@ -49,6 +49,17 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
+    return value
+
+
 def _server_config(args: argparse.Namespace) -> ServerConfig:
     try:
         return ServerConfig(
@@ -225,7 +236,9 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     config = ServerConfig(resolution=args.resolution, device=args.device, fps=args.fps)
-    report = asyncio.run(run_bench(config, args.sessions, args.seconds, args.codec))
+    report = asyncio.run(
+        run_bench(config, args.sessions, args.seconds, args.codec, args.client_processes)
+    )
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
 
 
@@ -340,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument(
         "--codec", choices=("h264", "vp8"), default="h264", help="what the clients prefer"
+    )
+    bench.add_argument(
+        "--client-processes",
+        type=_count,
+        default=0,
+        help="spread the client sessions over this many worker processes (default 0: in the "
+        "server's process, which then limits how many sessions a GPU server is measured with)",
     )
     bench.add_argument("--json", action="store_true", help="one JSON line")
     bench.set_defaults(run=cmd_bench)

@@ -36,6 +36,7 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
         (["send", "--room", "r", "--synthetic", "--show"], "--show needs an OpenCV build"),
         (["serve", "--resolution", "15"], "resolution must be an even number"),
         (["bench", "--sessions", "0"], "expected a positive number"),
+        (["bench", "--client-processes", "-1"], "expected 0 or more"),
     ],
 )
 def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:
@@ -58,6 +59,20 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
     assert session["downlink_kbps"] > 10
     assert report["server_render_ms_mean"] > 0
+
+
+def test_bench_runs_its_clients_in_worker_processes() -> None:
+    result = _telepresence(
+        "bench", "--sessions", "2", "--client-processes", "2", "--seconds", "3",
+        "--resolution", "64", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["client_processes"] == 2
+    assert len(report["per_session"]) == 2
+    for session in report["per_session"]:
+        assert session["fps_received"] > 15
+        assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
 
 
 def test_serve_refuses_a_bad_avatar_bundle_in_one_line(tmp_path: Path) -> None:
