@@ -11,7 +11,8 @@ from npga.cameras import orbit_cameras
 from npga.eval.metrics import masked_psnr, psnr, ssim
 from npga.model import synthetic_avatar
 from npga.model.config import AvatarConfig
-from npga.train.capture_tracking import projection_matrices, triangulate
+from npga.tracking.template import load_default_template
+from npga.train.capture_tracking import projection_matrices, triangulate, triangulate_face
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, DensifyStrategy, accumulate, refine
 from npga.train.init import carve_hull, project_points
@@ -62,6 +63,26 @@ def test_triangulation_recovers_points_seen_by_calibrated_cameras() -> None:
     pixels, _ = project_points(points, cameras)  # [C, N, 2]
     recovered = triangulate(pixels.double().numpy(), projection_matrices(cameras))
     np.testing.assert_allclose(recovered, points.numpy(), atol=1e-5)
+
+
+def test_face_triangulation_trusts_the_views_that_face_it() -> None:
+    """Side views' landmarks are biased (Face Mesh pulls a turned face towards a frontal layout);
+    weighting views by how squarely they see the face keeps that bias out of the 3D landmarks."""
+    template = load_default_template()
+    face = torch.from_numpy(template.points * 0.09).float()  # metres, facing -z, at the origin
+    cameras = orbit_cameras(
+        [-65.0, -15.0, 15.0, 65.0], distance=0.6, focal_px=400.0, width=256, height=256
+    )
+    pixels = project_points(face, cameras)[0].double().numpy()  # [4, L, 2]
+    centre = pixels.mean(axis=1, keepdims=True)
+    pixels[[0, 3]] = centre[[0, 3]] + 0.9 * (pixels[[0, 3]] - centre[[0, 3]])  # side views shrunk
+    projections = projection_matrices(cameras)
+    centres = cameras.centers().double().numpy()
+    weighted = triangulate_face(pixels, projections, centres, template)
+    plain = triangulate(pixels, projections)
+    error_weighted = np.linalg.norm(weighted - face.numpy(), axis=1).mean()
+    error_plain = np.linalg.norm(plain - face.numpy(), axis=1).mean()
+    assert error_weighted < 0.5 * error_plain, (error_weighted, error_plain)
 
 
 def test_visual_hull_carves_a_sphere() -> None:
