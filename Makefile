@@ -58,13 +58,16 @@ bench: install
 	$(BIN)/npga bench track --json
 	$(BIN)/telepresence bench --sessions 1 --seconds 10 --resolution 256 --json
 
-# On a machine with CUDA and gsplat (pip install -e '.[cuda]'): parity test + GPU benchmarks.
+# On a machine with CUDA and gsplat (pip install -e '.[cuda]'): parity tests, GPU benchmarks and the
+# training recipe timed on the GPU (docs/benchmarks.md#gpu has one H100's figures).
 gpu-check:
 	$(BIN)/python -c "import torch; assert torch.cuda.is_available(), 'no CUDA here'"
 	$(BIN)/pytest -m gpu -v
 	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --json
 	$(BIN)/npga bench render --device cuda --gaussians 100000 --resolution 802 --width 550 --batch 8 --json
 	$(BIN)/telepresence bench --device cuda --sessions 8 --client-processes 8 --resolution 512 --seconds 10 --json
+	rm -rf build/gpu-check && $(BIN)/npga synth build/gpu-check/cap --frames 120 --cameras 8 --resolution 256 --seed 0
+	$(BIN)/npga train build/gpu-check/cap --out build/gpu-check/npga --iters 4000 --max-gaussians 40000 --device cuda
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
