@@ -64,20 +64,23 @@ async def _session(
     }
 
 
+async def _gather_sessions(
+    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool
+) -> list[dict[str, Any]]:
+    """One session per room, concurrently on this event loop."""
+    return list(
+        await asyncio.gather(
+            *(_session(base_url, room, dim, seconds, prefer_h264) for room in rooms)
+        )
+    )
+
+
 def _client_process(
     base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool
 ) -> list[dict[str, Any]]:
     """One worker process's share of the sessions, on its own event loop."""
     restrict_host_addresses(["127.0.0.1"])
-
-    async def sessions() -> list[dict[str, Any]]:
-        return list(
-            await asyncio.gather(
-                *(_session(base_url, room, dim, seconds, prefer_h264) for room in rooms)
-            )
-        )
-
-    return asyncio.run(sessions())
+    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264))
 
 
 async def _run_sessions(
@@ -86,11 +89,7 @@ async def _run_sessions(
     """Every session's report, in session order; in this process or spread over ``processes``."""
     rooms = [f"bench{i}" for i in range(sessions)]
     if processes == 0:
-        return list(
-            await asyncio.gather(
-                *(_session(base_url, room, dim, seconds, prefer_h264) for room in rooms)
-            )
-        )
+        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264)
     shares = [rooms[i::processes] for i in range(min(processes, sessions))]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")  # no forked copy of the server's threads
