@@ -180,6 +180,7 @@ async def offer(request: web.Request) -> web.Response:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
+    await app[SCHEDULER].warm_up()  # before the site listens: /healthz answers once renders work
     task = asyncio.create_task(app[SCHEDULER].run())
     yield
     await app[PEERS].close_all()

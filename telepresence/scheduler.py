@@ -44,6 +44,22 @@ class RenderScheduler:
         self.stamp_frames = stamp_frames
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
 
+    async def warm_up(self) -> None:
+        """Render every avatar once, neutral, in the render worker, before the first session.
+
+        The first render of a process compiles the CPU kernels (numba, ~15 s on a fresh machine
+        without its on-disk cache) and builds first-call state; without this the first sender's
+        avatar would stand still for that long.
+        """
+        loop = asyncio.get_running_loop()
+        neutral: list[ExpressionFrame | None] = [None]
+        for avatar_id in self.avatars.ids:
+            began = time.perf_counter()
+            await loop.run_in_executor(
+                self._executor, render_avatar, self.avatars.get(avatar_id), neutral
+            )
+            log.info("avatar %s ready (%.0f ms)", avatar_id, (time.perf_counter() - began) * 1e3)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         start = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import replace
 
@@ -47,6 +48,20 @@ async def test_health_avatars_encoder_and_metrics() -> None:
         text = await (await client.get("/metrics")).text()
         assert "telepresence_sessions_active 0" in text
         assert (await client.get("/")).status == 200
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_every_avatar_is_rendered_once_before_the_server_listens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="telepresence.scheduler")
+    client = await _client()  # starting it runs the app's startup, then it listens
+    try:
+        ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("avatar ")]
+        assert [message.split()[1] for message in ready] == ["anna", "ben"], ready
+        assert (await client.get("/healthz")).status == 200
     finally:
         await client.close()
 
