@@ -64,6 +64,9 @@ BROWSER_TEST_MARKS = [
 ]
 
 
+SERVER_START_SECONDS = 180.0
+
+
 class ServerThread:
     """``create_app`` served on 127.0.0.1 (a free port) from its own event loop thread."""
 
@@ -96,7 +99,9 @@ class ServerThread:
             assert isinstance(server, asyncio.Server)
             return int(server.sockets[0].getsockname()[1])
 
-        self.port = self.run(serve())
+        # The app renders every avatar before it listens: on a fresh clone that compiles the CPU
+        # kernels first (~15 s alone, more on a loaded machine).
+        self.port = self.run(serve(), timeout=SERVER_START_SECONDS)
 
     def background(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         self._tasks.append(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
