@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from npga.cli_args import non_negative_int
 from npga.codes import ExpressionFrame
 from npga.recording import RecordingError, load_recording
 from npga.tracking.sources import SourceError
@@ -47,17 +48,6 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return value
 
     return parse
-
-
-def _count(text: str) -> int:
-    """A whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text}")
-    return value
 
 
 def _server_config(args: argparse.Namespace) -> ServerConfig:
@@ -356,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--client-processes",
-        type=_count,
+        type=non_negative_int,
         default=0,
         help="spread the client sessions over this many worker processes (default 0: in the "
         "server's process, which then limits how many sessions a GPU server is measured with)",
