@@ -62,14 +62,15 @@ MOTION = 1.0  # mean grey-level change per 250 ms above video-coding noise
 def _wait_for_motion(page: Any, timeout: float, what: str) -> None:
     """Until two avatar frames 250 ms apart differ by more than MOTION: the returned video flows
     (on a loaded machine its decoder can sit on one frame for seconds after (re)starting)."""
-    last: list[np.ndarray] = []
+    previous: np.ndarray | None = None
 
     def moved() -> bool:
-        pixels = seat_pixels(page)
-        if pixels is None:
+        nonlocal previous
+        pixels, before = seat_pixels(page), previous
+        previous = pixels if pixels is not None else previous
+        if pixels is None or before is None:
             return False
-        previous, last[:] = last[:], [pixels]
-        return bool(previous) and float(np.abs(pixels - previous[0]).mean()) > MOTION
+        return float(np.abs(pixels - before).mean()) > MOTION
 
     wait_until(moved, timeout, what)
 
