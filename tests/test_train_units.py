@@ -1,4 +1,5 @@
-"""Units of training and evaluation that need no capture: metrics, triangulation, densification."""
+"""Units of training and evaluation that need no capture: metrics, triangulation, densification,
+pose corrections."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from skimage.metrics import structural_similarity
 
 from npga.cameras import orbit_cameras
 from npga.eval.metrics import masked_psnr, psnr, ssim
-from npga.model import synthetic_avatar
+from npga.model import HeadPose, synthetic_avatar
 from npga.model.config import AvatarConfig
 from npga.tracking.template import load_default_template
 from npga.train.capture_tracking import projection_matrices, triangulate, triangulate_face
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, DensifyStrategy, accumulate, refine
 from npga.train.init import carve_hull, project_points
+from npga.train.poses import PoseCorrections
 from npga.train.setup import new_optimizer
 
 
@@ -165,3 +167,24 @@ def test_refine_respects_the_gaussian_budget() -> None:
     strategy = DensifyStrategy(max_gaussians=130)
     refine(strategy, state, avatar, optimizer, 1.0, torch.Generator().manual_seed(0))
     assert avatar.num_gaussians == 130
+
+
+def test_pose_corrections_move_only_the_rows_a_step_saw() -> None:
+    """Each training step sees one timestep; its optimiser must leave the other timesteps' poses
+    where they are (a dense Adam drifts them along stale momentum for tens of steps)."""
+    corrections = PoseCorrections(3)
+    optimizer = corrections.optimizer(1e-2, 1e-3)
+    tracked = HeadPose(torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 3), torch.zeros(3, 3))
+    for row in (0, 1, 1, 1):
+        pose = corrections(tracked, torch.tensor([row]))
+        loss = pose.translation.sum() + pose.rotation_wxyz[:, 1:].sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if row == 0:
+            after_first = corrections.translation.weight[0].detach().clone()
+    moved = corrections.translation.weight.detach()
+    assert (after_first != 0).all()
+    assert torch.equal(moved[0], after_first)  # untouched while row 1 was stepped
+    assert (moved[1] != 0).all() and (moved[2] == 0).all()
+    assert (corrections.rotation.weight.detach()[2] == 0).all()

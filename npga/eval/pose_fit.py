@@ -22,7 +22,8 @@ from npga.train.losses import photometric_loss
 from npga.train.poses import PoseCorrections
 from npga.train.setup import head_pose
 
-FIT_LEARNING_RATES = (2e-3, 2e-4)  # rotation (radians), translation (metres)
+FIT_LEARNING_RATES = (2e-3, 2e-4)  # rotation (radians), translation (metres), at the start
+FIT_FINAL_FRACTION = 0.05  # the rates decay exponentially to this share over the steps
 CAMERAS_PER_STEP = 2
 DSSIM_WEIGHT = 0.2
 
@@ -64,16 +65,15 @@ def _fit_one(
     """Fitted rotation wxyz [4] and translation [3] of one timestep."""
     device = avatar.device
     correction = PoseCorrections(1).to(device)
-    optimizer = torch.optim.Adam(
-        [
-            {"params": [correction.rotation], "lr": FIT_LEARNING_RATES[0]},
-            {"params": [correction.translation], "lr": FIT_LEARNING_RATES[1]},
-        ]
-    )
+    optimizer = correction.optimizer(*FIT_LEARNING_RATES)
+    initial_rates = [group["lr"] for group in optimizer.param_groups]
     codes = torch.from_numpy(tracking.codes[row : row + 1]).to(device)
     tracked = head_pose(tracking, [row]).to(device)
     only = torch.zeros(1, dtype=torch.long, device=device)
-    for _ in range(steps):
+    for step in range(steps):
+        decay = FIT_FINAL_FRACTION ** (step / steps)
+        for group, rate in zip(optimizer.param_groups, initial_rates, strict=True):
+            group["lr"] = rate * decay
         pick = torch.randperm(len(cameras), generator=generator)[:CAMERAS_PER_STEP]
         frame = dataset.frame(timestep, [cameras[int(i)] for i in pick])
         posed = avatar.deform(codes, correction(tracked, only))

@@ -46,7 +46,7 @@ def checkpoint_dir(out: Path) -> Path:
 def save_checkpoint(
     out: Path,
     modules: dict[str, nn.Module],  # e.g. {"model": avatar, "poses": corrections}
-    optimizer: torch.optim.Optimizer,
+    optimizers: list[torch.optim.Optimizer],  # their groups are named, the names unique
     state: TrainingState,
     config: dict[str, Any],
 ) -> None:
@@ -57,9 +57,10 @@ def save_checkpoint(
         for prefix, module in modules.items()
         for k, v in module.state_dict().items()
     }
-    for group in optimizer.param_groups:
-        for key, value in optimizer.state.get(group["params"][0], {}).items():
-            tensors[f"optim.{group['name']}.{key}"] = value.detach().contiguous()
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for key, value in optimizer.state.get(group["params"][0], {}).items():
+                tensors[f"optim.{group['name']}.{key}"] = torch.as_tensor(value).contiguous()
     tensors["densify.grad_sum"] = state.densify.grad_sum.contiguous()
     tensors["densify.count"] = state.densify.count.contiguous()
     tensors["knn"] = state.knn.contiguous()
@@ -98,19 +99,24 @@ def restore(
     tensors: dict[str, Tensor],
     metadata: dict[str, Any],
     modules: dict[str, nn.Module],  # as saved, sized to match (the avatar's N from the tensors)
-    optimizer: torch.optim.Optimizer,
+    optimizers: list[torch.optim.Optimizer],
 ) -> TrainingState:
-    """Load ``tensors`` into the modules and their fresh optimizer."""
+    """Load ``tensors`` into the modules and their fresh optimizers."""
     for prefix, module in modules.items():
         start = prefix + "."
         module.load_state_dict(
             {k.removeprefix(start): v for k, v in tensors.items() if k.startswith(start)}
         )
-    for group in optimizer.param_groups:
-        prefix = f"optim.{group['name']}."
-        saved = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
-        if saved:
-            optimizer.state[group["params"][0]] = saved
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            prefix = f"optim.{group['name']}."
+            saved = {
+                k.removeprefix(prefix): _state_value(v)
+                for k, v in tensors.items()
+                if k.startswith(prefix)
+            }
+            if saved:
+                optimizer.state[group["params"][0]] = saved
     return TrainingState(
         step=metadata["step"],
         knn=tensors["knn"],
@@ -119,3 +125,8 @@ def restore(
         history=list(metadata.get("history", [])),
         seconds=float(metadata.get("seconds", 0.0)),
     )
+
+
+def _state_value(tensor: Tensor) -> Tensor | int:
+    """An optimizer state entry as saved; SparseAdam counts its steps in a Python int."""
+    return int(tensor) if tensor.dtype == torch.int64 and tensor.ndim == 0 else tensor

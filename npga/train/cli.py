@@ -303,7 +303,8 @@ def add_commands(commands: Any) -> None:
         "--fit-poses",
         type=positive_int,
         metavar="STEPS",
-        help="fit the held-out timesteps' head poses photometrically (training cameras only)",
+        help="fit the held-out timesteps' head poses photometrically (training cameras only; "
+        "the step sizes decay over the steps, 100 is the documented recipe)",
     )
     ev.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu|cuda")
     ev.set_defaults(run=cmd_eval)

@@ -21,8 +21,9 @@ class LearningRates:
     sh_coeffs: float = 2.5e-3
     features: float = 2.5e-3
     networks: float = 1e-3  # fine MLP (and refiner); decays to networks * 0.1
-    pose_rotation: float = 1e-3  # radians, per-timestep pose corrections
-    pose_translation: float = 1e-4  # metres
+    pose_rotation: float = 2e-3  # radians, per-timestep pose corrections (lazy Adam)
+    pose_translation: float = 2e-4  # metres
+    pose_final_fraction: float = 0.05  # both decay exponentially to this share
 
 
 @dataclass(frozen=True)

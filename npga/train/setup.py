@@ -115,19 +115,24 @@ def new_optimizer(config: TrainConfig, avatar: GaussianAvatar) -> torch.optim.Ad
 
 
 def scheduled_rates(config: TrainConfig, step: int) -> dict[str, float]:
-    """Step sizes at ``step``: means and networks decay exponentially, the rest stay."""
+    """Step sizes at ``step``: means, networks and pose corrections decay exponentially, the
+    rest stay."""
+    rates = config.lr
     progress = min(step / max(config.iterations, 1), 1.0)
+    pose_decay = rates.pose_final_fraction**progress
     return {
-        "means": config.lr.means * config.lr.means_final_fraction**progress,
-        "networks": config.lr.networks * 0.1**progress,
+        "means": rates.means * rates.means_final_fraction**progress,
+        "networks": rates.networks * 0.1**progress,
+        "pose_rotation": rates.pose_rotation * pose_decay,
+        "pose_translation": rates.pose_translation * pose_decay,
     }
 
 
 def apply_rates(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
     rates = scheduled_rates(config, step)
     for group in optimizer.param_groups:
-        if group["name"] == "means":
-            group["lr"] = rates["means"]
+        if group["name"] in rates:
+            group["lr"] = rates[group["name"]]
         elif "." in group["name"]:  # a network parameter (fine.*, refiner.*)
             group["lr"] = rates["networks"]
 

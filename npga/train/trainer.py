@@ -102,7 +102,7 @@ class Trainer:
             self.avatar = GaussianAvatar(avatar_config(config), num_gaussians).to(self.device)
             self._setup_poses_and_optimizer()
             tensors = {k: v.to(self.device) for k, v in tensors.items()}
-            state = ckpt.restore(tensors, metadata, self._modules(), self.optimizer)
+            state = ckpt.restore(tensors, metadata, self._modules(), self._optimizers())
             self.generator.set_state(state.rng.cpu())
         else:
             avatar = new_avatar(config, dataset, tracking, self.train_cameras, self.generator)
@@ -125,23 +125,30 @@ class Trainer:
     def _setup_poses_and_optimizer(self) -> None:
         self.poses = PoseCorrections(len(self.tracking.timesteps)).to(self.device)
         self.optimizer = new_optimizer(self.config, self.avatar)
-        if self.config.refine_poses:
-            rates = self.config.lr
-            for name, rate in (
-                ("rotation", rates.pose_rotation),
-                ("translation", rates.pose_translation),
-            ):
-                parameter = getattr(self.poses, name)
-                self.optimizer.add_param_group(
-                    {"params": [parameter], "lr": rate, "name": f"pose_{name}"}
-                )
+        rates = self.config.lr
+        self.pose_optimizer = (
+            self.poses.optimizer(rates.pose_rotation, rates.pose_translation)
+            if self.config.refine_poses
+            else None
+        )
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"model": self.avatar, "poses": self.poses}
 
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] + ([self.pose_optimizer] if self.pose_optimizer else [])
+
     @torch.no_grad()
     def refined_tracking(self) -> CaptureTracking:
-        """The run's tracking with the learnt pose corrections applied (training rows only move)."""
+        """The run's tracking with the learnt pose corrections applied. The rows that training
+        never saw (held-out timesteps) get the training rows' mean correction: the avatar's
+        canonical frame has followed that common part of the corrections."""
+        trained = torch.tensor([self.tracking.index(t) for t in self.train_timesteps])
+        rotation, translation = self.poses.mean_over(trained.to(self.device))
+        unseen = torch.ones(len(self.tracking.timesteps), dtype=torch.bool)
+        unseen[trained] = False
+        self.poses.rotation.weight[unseen.to(self.device)] = rotation
+        self.poses.translation.weight[unseen.to(self.device)] = translation
         rows = torch.arange(len(self.tracking.timesteps), device=self.device)
         pose = self.poses(head_pose(self.tracking, slice(None)).to(self.device), rows)
         return replace(
@@ -165,7 +172,8 @@ class Trainer:
     def _train_step(self) -> StepStats:
         config, avatar, weights = self.config, self.avatar, self.config.loss
         g = avatar.gaussians
-        apply_rates(self.optimizer, config, self.state.step)
+        for optimizer in self._optimizers():
+            apply_rates(optimizer, config, self.state.step)
         t_index = int(torch.randint(len(self.train_timesteps), (1,), generator=self.generator))
         timestep = self.train_timesteps[t_index]
         pick = torch.randperm(len(self.train_cameras), generator=self.generator)
@@ -192,13 +200,15 @@ class Trainer:
             loss = loss + weights.feature_laplacian * laplacian_loss(g.features, self.state.knn)
         max_scale = weights.max_scale_face_units * self.face_unit
         loss = loss + weights.scale * scale_penalty(g.log_scales, max_scale) / self.face_unit
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self._optimizers():
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
         assert result.means2d.grad is not None
         accumulate(
             self.state.densify, result.means2d.grad, result.radii, cameras.width, cameras.height,
         )  # fmt: skip
-        self.optimizer.step()
+        for optimizer in self._optimizers():
+            optimizer.step()
         self.state.step += 1
         if config.densify.refines_at(self.state.step):
             refine(
@@ -219,7 +229,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         self.state.rng = self.generator.get_state()
         ckpt.save_checkpoint(
-            self.out, self._modules(), self.optimizer, self.state, self.config.to_dict()
+            self.out, self._modules(), self._optimizers(), self.state, self.config.to_dict()
         )
 
     def run(self, on_step: Callable[[StepStats], None] | None = None) -> float:
