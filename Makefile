@@ -68,6 +68,8 @@ gpu-check:
 	$(BIN)/telepresence bench --device cuda --sessions 8 --client-processes 8 --resolution 512 --seconds 10 --json
 	rm -rf build/gpu-check && $(BIN)/npga synth build/gpu-check/cap --frames 120 --cameras 8 --resolution 256 --seed 0
 	$(BIN)/npga train build/gpu-check/cap --out build/gpu-check/npga --iters 4000 --max-gaussians 40000 --device cuda
+	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --json build/gpu-check/npga.json
+	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --fit-poses 100 --json build/gpu-check/npga_fit.json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
