@@ -188,3 +188,16 @@ def test_pose_corrections_move_only_the_rows_a_step_saw() -> None:
     assert torch.equal(moved[0], after_first)  # untouched while row 1 was stepped
     assert (moved[1] != 0).all() and (moved[2] == 0).all()
     assert (corrections.rotation.weight.detach()[2] == 0).all()
+
+
+def test_unseen_pose_rows_take_the_mean_correction_of_the_seen_ones() -> None:
+    corrections = PoseCorrections(4)
+    with torch.no_grad():
+        corrections.translation.weight[:2] = torch.tensor([[1e-3, 0.0, 0.0], [3e-3, 2e-3, 0.0]])
+        corrections.rotation.weight[:2] = torch.tensor([[0.0, 0.02, 0.0], [0.0, 0.04, 0.0]])
+    filled = corrections.filled(torch.tensor([0, 1]))
+    expected = torch.tensor([2e-3, 1e-3, 0.0])
+    assert torch.allclose(filled.translation.weight[2:], expected.expand(2, 3))
+    assert torch.allclose(filled.rotation.weight[3], torch.tensor([0.0, 0.03, 0.0]))
+    assert torch.equal(filled.translation.weight[:2], corrections.translation.weight[:2])
+    assert (corrections.translation.weight[2:] == 0).all()  # the original is left alone

@@ -53,6 +53,15 @@ class PoseCorrections(nn.Module):
         )
 
     @torch.no_grad()
-    def mean_over(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """The mean rotation [3] and translation [3] correction of rows [R]."""
-        return self.rotation.weight[rows].mean(dim=0), self.translation.weight[rows].mean(dim=0)
+    def filled(self, seen: Tensor) -> PoseCorrections:
+        """A copy whose rows outside ``seen`` [R] (row indices) hold the mean correction of the
+        ``seen`` rows: where an avatar's canonical frame moved with the corrections' common
+        part, timesteps training never saw move with it."""
+        copy = PoseCorrections(self.rotation.num_embeddings).to(self.rotation.weight.device)
+        unseen = torch.ones(self.rotation.num_embeddings, dtype=torch.bool)
+        unseen[seen.cpu()] = False
+        pairs = ((self.rotation, copy.rotation), (self.translation, copy.translation))
+        for source, target in pairs:
+            target.weight.copy_(source.weight)
+            target.weight[unseen.to(target.weight.device)] = source.weight[seen].mean(dim=0)
+        return copy

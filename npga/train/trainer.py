@@ -144,13 +144,9 @@ class Trainer:
         never saw (held-out timesteps) get the training rows' mean correction: the avatar's
         canonical frame has followed that common part of the corrections."""
         trained = torch.tensor([self.tracking.index(t) for t in self.train_timesteps])
-        rotation, translation = self.poses.mean_over(trained.to(self.device))
-        unseen = torch.ones(len(self.tracking.timesteps), dtype=torch.bool)
-        unseen[trained] = False
-        self.poses.rotation.weight[unseen.to(self.device)] = rotation
-        self.poses.translation.weight[unseen.to(self.device)] = translation
+        corrections = self.poses.filled(trained.to(self.device))
         rows = torch.arange(len(self.tracking.timesteps), device=self.device)
-        pose = self.poses(head_pose(self.tracking, slice(None)).to(self.device), rows)
+        pose = corrections(head_pose(self.tracking, slice(None)).to(self.device), rows)
         return replace(
             self.tracking,
             rotation_wxyz=pose.rotation_wxyz.cpu().numpy().astype(np.float32),
