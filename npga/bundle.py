@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -30,6 +31,7 @@ METADATA_FILE = "avatar.json"
 TEMPLATE_KEY = "prior.template"
 # The expression space of Face Mesh landmarks projected on a PCA basis (npga.tracking).
 FACEMESH_SPACE = "facemesh-pca"
+CALIBRATION_KEY = "monocular_calibration"  # optional, in avatar.json's expression_space
 # The avatar that ships with the package (trained on a synthetic capture; docs/training.md).
 DEMO_AVATAR_DIR = Path(__file__).resolve().parent / "assets" / "demo"
 
@@ -45,6 +47,9 @@ class AvatarBundle:
     avatar: GaussianAvatar
     default_camera: Cameras  # one camera
     summary: dict[str, Any] = field(default_factory=dict)  # training summary, free-form JSON
+    # [E, E]: maps a monocular sender's codes to the codes the avatar was trained on (None: the
+    # identity); folded into expression_encoder()
+    calibration: np.ndarray | None = None
 
     @property
     def config(self) -> AvatarConfig:
@@ -58,11 +63,12 @@ class AvatarBundle:
                 f"produce {FACEMESH_SPACE!r}"
             )
         prior = self.avatar.prior
-        return ExpressionBasis.from_avatar(
+        encoder = ExpressionBasis.from_avatar(
             prior.basis.detach().cpu().numpy(),
             prior.template.detach().cpu().numpy(),
             load_default_template(),
         )
+        return encoder if self.calibration is None else encoder.calibrated(self.calibration)
 
 
 def _camera_to_json(camera: Cameras) -> dict[str, Any]:
@@ -79,6 +85,7 @@ def save_bundle(
     avatar: GaussianAvatar,
     default_camera: Cameras,
     summary: dict[str, Any] | None = None,
+    calibration: np.ndarray | None = None,  # [E, E], see AvatarBundle.calibration
 ) -> Path:
     """Write ``avatar`` to the directory ``path`` (created if needed); returns the path."""
     directory = Path(path)
@@ -98,6 +105,8 @@ def save_bundle(
         "default_camera": _camera_to_json(default_camera.to("cpu")),
         "summary": summary or {},
     }
+    if calibration is not None:
+        metadata["expression_space"][CALIBRATION_KEY] = np.asarray(calibration).tolist()
     # Write both files next to their final names, then rename: a crash never leaves half a bundle.
     tmp_tensors = directory / (TENSORS_FILE + ".tmp")
     tmp_metadata = directory / (METADATA_FILE + ".tmp")
@@ -224,6 +233,12 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarB
     template = _matrix(
         metadata.get("template_landmarks"), (config.num_landmarks, 3), where, "template_landmarks"
     )
+    calibration = None
+    if CALIBRATION_KEY in space:
+        e = config.expression_dim
+        value = space[CALIBRATION_KEY]
+        field_name = f"expression_space.{CALIBRATION_KEY}"
+        calibration = _matrix(value, (e, e), where, field_name).double().numpy()
     camera = _read_camera(metadata.get("default_camera"), where)
     summary = _require(metadata, "summary", dict, where)
 
@@ -238,4 +253,4 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarB
             f"{config.num_landmarks} landmarks"
         )
     avatar.load_state_dict(tensors)
-    return AvatarBundle(avatar.to(device).eval(), camera.to(device), summary)
+    return AvatarBundle(avatar.to(device).eval(), camera.to(device), summary, calibration)

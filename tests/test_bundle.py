@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,28 @@ def test_a_facemesh_avatar_serves_an_encoder_consistent_with_its_prior(tmp_path:
     face_unit = np.linalg.norm(template[263] - template[33])
     avatar_motion = bundle.avatar.prior.landmark_displacements(torch.from_numpy(z)).numpy()
     np.testing.assert_allclose(encoder.decode(z) * face_unit, avatar_motion, atol=1e-6)
+
+
+def test_the_served_encoder_applies_the_bundled_calibration(tmp_path: Path) -> None:
+    config = AvatarConfig(expression_dim=4, feature_dim=4, hidden_dim=8)
+    avatar = synthetic_avatar(100, config)
+    calibration = np.arange(16.0).reshape(4, 4) / 10 + np.eye(4)
+    save_bundle(tmp_path / "a", avatar, default_camera(32), calibration=calibration)
+    bundle = load_bundle(tmp_path / "a")
+    assert bundle.calibration is not None
+    np.testing.assert_allclose(bundle.calibration, calibration, rtol=1e-6)
+    plain = replace(bundle, calibration=None).expression_encoder()
+    displacement = np.random.default_rng(0).normal(scale=0.01, size=(478, 3))
+    np.testing.assert_allclose(
+        bundle.expression_encoder().encode(displacement),
+        calibration @ plain.encode(displacement),
+        rtol=1e-5,
+    )
+    metadata = json.loads((tmp_path / "a" / "avatar.json").read_text())
+    metadata["expression_space"]["monocular_calibration"] = [[1.0, 2.0]]
+    (tmp_path / "a" / "avatar.json").write_text(json.dumps(metadata))
+    with pytest.raises(BundleError, match="monocular_calibration' has shape \\[1, 2\\]"):
+        load_bundle(tmp_path / "a")
 
 
 def test_encoder_needs_the_facemesh_space(tmp_path: Path) -> None:

@@ -75,6 +75,12 @@ def test_tracking_recovers_the_rig(capture: Path, tracking: CaptureTracking) -> 
     truth = torch.from_numpy(truth_landmarks[tracking.timesteps]).float()
     error = (posed[:, rigid] - truth[:, rigid]).norm(dim=-1)  # rigid landmarks only
     assert float(error.median()) < 0.012  # metres (Face Mesh is off by 2-5 px on these renders)
+    # The live path: the front camera's codes, calibrated, are nearer the multi-view codes on
+    # the held-out timesteps than the raw monocular ones.
+    held_out = [tracking.index(t) for t in CaptureDataset(capture).splits.test_timesteps]
+    raw = np.abs(tracking.monocular_codes[held_out] - tracking.codes[held_out]).mean()
+    calibrated = np.abs(tracking.live_codes()[held_out] - tracking.codes[held_out]).mean()
+    assert calibrated < 0.8 * raw
 
 
 def test_training_raises_held_out_psnr(
@@ -153,12 +159,17 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     assert report["self_reenactment"]["overall"]["psnr_mask"] is not None
     assert sorted(p.suffix for p in media.iterdir()).count(".mp4") >= 2
     assert any(p.name.startswith("self_test_t") for p in media.iterdir())
-    assert report["poses"] == "tracked"
+    assert report["poses"] == "tracked" and report["codes"].startswith("multi-view")
 
     fitted_path = tmp_path / "fitted.json"
     done = npga("eval", str(out), str(capture), "--json", str(fitted_path), "--fit-poses", "3")
     assert done.returncode == 0, done.stderr
     assert json.loads(fitted_path.read_text())["poses"].startswith("fitted")
+
+    live_path = tmp_path / "live.json"
+    done = npga("eval", str(out), str(capture), "--json", str(live_path), "--codes", "monocular")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(live_path.read_text())["codes"].startswith("monocular")
 
     oracle_path = tmp_path / "oracle.json"
     done = npga("oracle", str(capture), str(out), "--poses", "fitted", "--every", "4",

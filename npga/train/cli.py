@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -214,6 +215,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
             "self": MediaSink(args.media, f"self_{args.split}", videos),
             "novel": MediaSink(args.media, "novel_view", dataset.splits.test_cameras),
         }
+    codes = "multi-view (tracked)"
+    if args.codes == "monocular":
+        tracking = dataclasses.replace(tracking, codes=tracking.live_codes())
+        codes = "monocular (front camera, calibrated: what a live sender sends)"
     poses = "tracked"
     if args.fit_poses:
         split = dataset.splits.test_timesteps if args.split == "test" else []
@@ -228,7 +233,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     finally:
         for sink in sinks.values():
             sink.close()
-    report = {"avatar": str(args.avatar), "capture": str(args.capture), "poses": poses, **report}
+    report = {
+        "avatar": str(args.avatar),
+        "capture": str(args.capture),
+        "poses": poses,
+        "codes": codes,
+        **report,
+    }
     report["training"] = bundle.summary
     text = json.dumps(report, indent=1)
     if args.json is not None:
@@ -305,6 +316,13 @@ def add_commands(commands: Any) -> None:
         metavar="STEPS",
         help="fit the held-out timesteps' head poses photometrically (training cameras only; "
         "the step sizes decay over the steps, 100 is the documented recipe)",
+    )
+    ev.add_argument(
+        "--codes",
+        choices=("tracked", "monocular"),
+        default="tracked",
+        help="tracked: the multi-view codes training used; monocular: the front camera's codes "
+        "through the avatar's calibration, as a live webcam sender drives it",
     )
     ev.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu|cuda")
     ev.set_defaults(run=cmd_eval)

@@ -263,4 +263,5 @@ class Trainer:
         """The avatar bundle and the refined tracking (which ``npga eval`` reads) into the run."""
         tracking = self.refined_tracking()
         tracking.save(self.out, REFINED_TRACKING_FILE)
-        return save_bundle(self.out, self.avatar, default_camera(self.dataset, tracking), summary)
+        camera = default_camera(self.dataset, tracking)
+        return save_bundle(self.out, self.avatar, camera, summary, tracking.calibration)
