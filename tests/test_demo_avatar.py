@@ -14,6 +14,7 @@ def test_demo_avatar_is_a_trained_bundle_a_sender_can_drive() -> None:
     assert bundle.config.expression_space == FACEMESH_SPACE
     assert bundle.summary["model"] == "npga" and bundle.summary["iterations"] > 0
     assert bundle.expression_encoder().dim == bundle.config.expression_dim
+    assert bundle.calibration is not None  # trained on multi-view codes, driven by one webcam
     assert (DEMO_AVATAR_DIR / "avatar.safetensors").stat().st_size < 20 * 2**20
 
 
