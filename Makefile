@@ -70,6 +70,7 @@ gpu-check:
 	$(BIN)/npga train build/gpu-check/cap --out build/gpu-check/npga --iters 4000 --max-gaussians 40000 --device cuda
 	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --json build/gpu-check/npga.json
 	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --fit-poses 100 --json build/gpu-check/npga_fit.json
+	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --fit-poses 100 --codes monocular --json build/gpu-check/npga_live.json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
