@@ -166,10 +166,13 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(fitted_path.read_text())["poses"].startswith("fitted")
 
+    fitted_poses = (out / "tracking_fitted.npz").read_bytes()
     live_path = tmp_path / "live.json"
-    done = npga("eval", str(out), str(capture), "--json", str(live_path), "--codes", "monocular")
+    done = npga("eval", str(out), str(capture), "--json", str(live_path), "--codes", "monocular",
+                "--fit-poses", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(live_path.read_text())["codes"].startswith("monocular")
+    assert (out / "tracking_fitted.npz").read_bytes() == fitted_poses  # what the oracle reads
 
     oracle_path = tmp_path / "oracle.json"
     done = npga("oracle", str(capture), str(out), "--poses", "fitted", "--every", "4",

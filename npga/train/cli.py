@@ -226,7 +226,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         tracking = fit_poses(
             bundle.avatar, dataset, tracking, [t for t in split if t in tracked], args.fit_poses
         )
-        tracking.save(args.avatar, FITTED_TRACKING_FILE)  # for `npga oracle --poses fitted`
+        if args.codes == "tracked":  # the poses `npga oracle --poses fitted` reads
+            tracking.save(args.avatar, FITTED_TRACKING_FILE)
         poses = f"fitted to the training cameras ({args.fit_poses} steps per timestep)"
     try:
         report = evaluate(bundle.avatar, dataset, tracking, args.split, sinks)
