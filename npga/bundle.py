@@ -235,10 +235,9 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarB
     )
     calibration = None
     if CALIBRATION_KEY in space:
-        e = config.expression_dim
-        value = space[CALIBRATION_KEY]
-        field_name = f"expression_space.{CALIBRATION_KEY}"
-        calibration = _matrix(value, (e, e), where, field_name).double().numpy()
+        shape = (config.expression_dim, config.expression_dim)
+        name = f"expression_space.{CALIBRATION_KEY}"
+        calibration = _matrix(space[CALIBRATION_KEY], shape, where, name).double().numpy()
     camera = _read_camera(metadata.get("default_camera"), where)
     summary = _require(metadata, "summary", dict, where)
 

@@ -205,6 +205,19 @@ def test_oracle_of_the_true_poses_is_exact(capture: Path, tracking: CaptureTrack
     assert tracked["train"]["pose_error_mm"] > 0.1  # Face Mesh is not the rig
 
 
+def test_tracking_without_the_live_calibration_is_a_clear_error(
+    tracking: CaptureTracking, tmp_path: Path
+) -> None:
+    """A run tracked before the calibration existed (no monocular codes) names what is missing."""
+    tracking.save(tmp_path)
+    with np.load(tmp_path / "tracking.npz") as data:
+        arrays = {k: data[k] for k in data.files if k not in ("monocular_codes", "calibration")}
+    np.savez(tmp_path / "tracking.npz", **arrays)
+    with pytest.raises(ValueError, match=r"unreadable capture tracking.*monocular_codes") as error:
+        CaptureTracking.load(tmp_path)
+    assert "\n" not in str(error.value) and "tracking.npz" in str(error.value)
+
+
 def test_oracle_needs_a_synthetic_capture(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a synthetic capture"):
         load_truth(tmp_path)
