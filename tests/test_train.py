@@ -14,6 +14,7 @@ import torch
 
 from npga.bundle import load_bundle
 from npga.data import CaptureDataset
+from npga.data.synth.head import PARAMETERS
 from npga.data.synth.writer import SynthConfig, write_synth
 from npga.eval.evaluate import evaluate
 from npga.eval.synth_oracle import load_truth, oracle_report
@@ -201,6 +202,12 @@ def test_oracle_of_the_true_poses_is_exact(capture: Path, tracking: CaptureTrack
         assert report[split]["true_head_at_poses_psnr"] > 40  # only PNG rounding
         neutral = report[split]["neutral_head_at_true_poses_psnr"]
         assert 20 < neutral < report[split]["true_head_at_poses_psnr"] - 5
+        by_parameter = report[split]["expression_mse_by_parameter"]
+        assert tuple(by_parameter) == PARAMETERS
+        assert min(by_parameter.values()) >= 0
+        # The neutral head errs by at least what its largest single parameter explains.
+        assert max(by_parameter.values()) < 10 ** (-neutral / 10)
+        assert max(by_parameter.values()) > 1e-5
     tracked = oracle_report(capture, CaptureDataset(capture), tracking, every=6)
     assert tracked["train"]["pose_error_mm"] > 0.1  # Face Mesh is not the rig
 

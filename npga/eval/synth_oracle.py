@@ -12,7 +12,11 @@ the true head can be re-rendered anywhere. Three figures tell what limits an ava
   blurring (a blurred misaligned image has a lower squared error than a sharp one);
 - **neutral head at the true poses**: PSNR of the true head with every rig parameter at zero,
   at the true poses: a perfect avatar without expression dynamics (what ``--model static``
-  aims at).
+  aims at);
+- **expression error by parameter**: for each rig parameter, the mean squared error between the
+  true head and the true head with only that parameter set to its training mean (true poses).
+  It says which expressions the split's error comes from, i.e. what an avatar's dynamics must
+  get right there to beat a static head.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ import numpy as np
 import torch
 
 from npga.data import CaptureDataset
-from npga.data.synth.head import HeadModel, build_head, pose_head
+from npga.data.synth.head import PARAMETERS, HeadModel, build_head, pose_head
 from npga.data.synth.raster import render_views
 from npga.data.synth.rig import animate, vertex_light
 from npga.data.synth.writer import RIG_FILE, SETTINGS_FILE, SUBJECTS, SynthConfig
-from npga.eval.metrics import psnr
+from npga.eval.metrics import mse, psnr
 from npga.geometry import quat_to_rotmat
 from npga.tracking.procrustes import Similarity, weighted_procrustes
 from npga.train.capture_tracking import CaptureTracking
@@ -114,10 +118,12 @@ def split_bounds(
     tracking: CaptureTracking,
     alignment: Similarity,
     timesteps: list[int],
-) -> dict[str, float]:
-    """The three figures of the module doc over ``timesteps`` x every camera of the capture."""
+    mean_params: np.ndarray,  # [P] the rig's mean over the training timesteps
+) -> dict[str, Any]:
+    """The four figures of the module doc over ``timesteps`` x every camera of the capture."""
     rotations, translations = tracked_poses(tracking)
     errors, at_tracked, static = [], [], []
+    by_parameter = np.zeros(len(PARAMETERS))
     for timestep in timesteps:
         row = tracking.index(timestep)
         params = truth.params[timestep]
@@ -130,11 +136,21 @@ def split_bounds(
         neutral_params = np.zeros_like(params)
         neutral = truth.world_vertices(timestep, neutral_params)
         static.append(psnr(_render(truth, neutral, neutral_params, frame.cameras), frame.images))
+        for index in range(len(PARAMETERS)):
+            others = params.copy()
+            others[index] = mean_params[index]
+            vertices = truth.world_vertices(timestep, others)
+            rendered = _render(truth, vertices, others, frame.cameras)
+            by_parameter[index] += float(mse(rendered, frame.images).mean()) / len(timesteps)
     return {
         "timesteps": len(timesteps),
         "pose_error_mm": round(float(np.mean(errors)), 2),
         "true_head_at_poses_psnr": round(float(torch.cat(at_tracked).mean()), 3),
         "neutral_head_at_true_poses_psnr": round(float(torch.cat(static).mean()), 3),
+        "expression_mse_by_parameter": {
+            name: float(f"{value:.3g}")
+            for name, value in zip(PARAMETERS, by_parameter, strict=True)
+        },
     }
 
 
@@ -155,10 +171,13 @@ def oracle_report(
     if not splits["train"]:
         raise ValueError(f"{capture}: no tracked training timesteps to align the frames with")
     alignment = canonical_alignment(truth, tracking, splits["train"])
+    mean_params = truth.params[splits["train"]].mean(axis=0)
     report: dict[str, Any] = {}
     for name, timesteps in splits.items():
         if timesteps:
-            report[name] = split_bounds(truth, dataset, tracking, alignment, timesteps[::every])
+            report[name] = split_bounds(
+                truth, dataset, tracking, alignment, timesteps[::every], mean_params
+            )
         if progress is not None:
             progress(1)
     return report
