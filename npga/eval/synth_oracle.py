@@ -1,7 +1,7 @@
 """Ground-truth bounds on a synthetic capture (``npga oracle``).
 
 A capture written by ``npga synth`` keeps its rig (``rig.npz``) and settings (``synth.json``), so
-the true head can be re-rendered anywhere. Three figures tell what limits an avatar trained on it:
+the true head can be re-rendered anywhere. Four figures tell what limits an avatar trained on it:
 
 - **pose error**: mean distance (mm) between the true landmarks and where the head poses under
   test (tracked, refined by training, or fitted by ``npga eval --fit-poses``) put them, after
