@@ -19,6 +19,7 @@ from npga.data.synth.writer import SynthConfig, write_synth
 from npga.eval.evaluate import evaluate
 from npga.eval.synth_oracle import load_truth, oracle_report
 from npga.geometry import quat_to_rotmat
+from npga.tracking.expression import ExpressionBasis
 from npga.tracking.template import load_default_template
 from npga.train import CaptureTracking, DensifyStrategy, TrainConfig, Trainer, track_capture
 from npga.train.capture_tracking import detect_landmarks
@@ -185,6 +186,16 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     for split in ("train", "test"):
         assert 0 < oracle[split]["pose_error_mm"] < 50
         assert oracle[split]["neutral_head_at_true_poses_psnr"] > 20
+
+    # Codes in another basis (a capture tracked again) would drive other expressions: refused.
+    basis = ExpressionBasis.load(out / "basis.json")
+    signs = np.ones(basis.dim)
+    signs[1] = -1.0
+    replace(basis, components=basis.components * signs[:, None]).save(out / "basis.json")
+    refused = npga("eval", str(out), str(capture))
+    assert refused.returncode == 2, refused.stderr
+    assert "expression basis is not the avatar's" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_oracle_of_the_true_poses_is_exact(capture: Path, tracking: CaptureTracking) -> None:

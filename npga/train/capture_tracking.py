@@ -52,6 +52,8 @@ BASIS_FILE = "basis.json"
 MIN_VIEWS = 2  # cameras that must see a face for a timestep's pose to be triangulated
 FORWARD = np.array([0.0, 0.0, -1.0])  # the template face looks along canonical -z
 VIEW_WEIGHT_FLOOR = 1e-3  # a view behind the face still counts, barely
+# Relative: above what float32 storage leaves of a basis, far below what tracking again gives.
+BASIS_TOLERANCE = 1e-4
 
 ImageSource = Callable[[int, str], np.ndarray]  # (timestep, camera) -> [H, W, 3] uint8
 
@@ -77,6 +79,34 @@ class CaptureTracking:
         if found.size == 0:
             raise KeyError(f"timestep {timestep} has no tracked face")
         return int(found[0])
+
+    def check_drives(self, landmark_basis: np.ndarray, template_landmarks: np.ndarray) -> None:
+        """Raise ValueError unless these codes are in the expression space of an avatar whose
+        prior is ``landmark_basis`` [E, L, 3] on ``template_landmarks`` [L, 3] (metres both).
+
+        A PCA basis is defined only up to the signs (and, for close variances, the mixing) of its
+        components, and Face Mesh need not return the same landmarks on another run: the demo
+        avatar's training tracking and a re-track of the same capture with the same packages
+        differ in the sign of two components. Codes of another tracking drive other expressions.
+        """
+        ours = self.basis.landmark_basis() * self.face_unit_metres
+        if ours.shape != landmark_basis.shape:
+            raise ValueError(
+                f"its expression basis is {list(ours.shape)}, "
+                f"the avatar's {list(landmark_basis.shape)}"
+            )
+        difference = float(np.linalg.norm(ours - landmark_basis) / np.linalg.norm(landmark_basis))
+        if difference > BASIS_TOLERANCE:
+            raise ValueError(
+                f"its expression basis is not the avatar's (relative difference {difference:.3g}): "
+                "its codes would drive other expressions; use the avatar's own training run"
+            )
+        shift = float(np.abs(self.neutral_landmarks - template_landmarks).max())
+        if shift > BASIS_TOLERANCE * self.face_unit_metres:
+            raise ValueError(
+                f"its neutral landmarks are {shift * 1000:.2f} mm off the avatar's template; "
+                "use the avatar's own training run"
+            )
 
     def save(self, directory: Path, filename: str = TRACKING_FILE) -> None:
         np.savez(

@@ -205,7 +205,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"{args.avatar}: no {REFINED_TRACKING_FILE}; evaluate an avatar trained by "
             "`npga train` on this capture"
         )
-    tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
+    try:
+        tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    prior = bundle.avatar.prior
+    try:
+        tracking.check_drives(prior.basis.cpu().numpy(), prior.template.cpu().numpy())
+    except ValueError as error:
+        raise CliError(f"{args.avatar / REFINED_TRACKING_FILE}: {error}") from None
     resolution = args.resolution or bundle.default_camera.width
     dataset = _open_capture(args.capture, resolution)
     sinks: dict[str, MediaSink] = {}
