@@ -236,6 +236,20 @@ def test_tracking_without_the_live_calibration_is_a_clear_error(
     assert "\n" not in str(error.value) and "tracking.npz" in str(error.value)
 
 
+def test_only_the_avatars_own_tracking_drives_it(tracking: CaptureTracking) -> None:
+    basis = tracking.basis.landmark_basis() * tracking.face_unit_metres  # what training stores
+    template = tracking.neutral_landmarks
+    tracking.check_drives(basis.astype(np.float32), template)
+    flipped = basis.copy()
+    flipped[0] *= -1.0
+    with pytest.raises(ValueError, match="expression basis is not the avatar's"):
+        tracking.check_drives(flipped, template)
+    with pytest.raises(ValueError, match=r"expression basis is \[8, 478, 3\], the avatar's"):
+        tracking.check_drives(basis[:4], template)
+    with pytest.raises(ValueError, match=r"neutral landmarks are 1.00 mm off"):
+        tracking.check_drives(basis, template + np.array([0.0, 0.001, 0.0], dtype=np.float32))
+
+
 def test_oracle_needs_a_synthetic_capture(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a synthetic capture"):
         load_truth(tmp_path)

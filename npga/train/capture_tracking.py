@@ -85,9 +85,9 @@ class CaptureTracking:
         prior is ``landmark_basis`` [E, L, 3] on ``template_landmarks`` [L, 3] (metres both).
 
         A PCA basis is defined only up to the signs (and, for close variances, the mixing) of its
-        components, and Face Mesh need not return the same landmarks on another run: the demo
-        avatar's training tracking and a re-track of the same capture with the same packages
-        differ in the sign of two components. Codes of another tracking drive other expressions.
+        components, so tracking a capture again need not give the same basis (measured: the demo
+        avatar's and a later re-track's differ in the sign of two components), and the codes of
+        another tracking drive other expressions.
         """
         ours = self.basis.landmark_basis() * self.face_unit_metres
         if ours.shape != landmark_basis.shape:
