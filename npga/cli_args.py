@@ -50,3 +50,16 @@ def device_arg(text: str) -> torch.device:
         return resolve_device(text)
     except (ValueError, RuntimeError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help where the default says something (not for
+    flags, options without a default, or help that already names its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text:
+            return text
+        if action.default is None or action.default is False or action.default == "==SUPPRESS==":
+            return text
+        return f"{text} (default: %(default)s)"

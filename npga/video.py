@@ -10,20 +10,33 @@ import numpy as np
 
 from npga.closing import Closing
 
+# Encoder options of the codecs VideoWriter is used with (constant quality, yuv420p).
+CODEC_OPTIONS = {
+    "libx264": {"crf": "18", "preset": "veryfast"},  # H.264: .mp4, .mov, .mkv
+    "libvpx-vp9": {"crf": "20", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"},
+}
+
 
 class VideoWriter(Closing):
-    """H.264 (yuv420p) writer for frames [H, W, 3] uint8; use as a context manager."""
+    """H.264 (yuv420p) writer for frames [H, W, 3] uint8; use as a context manager.
+    ``codec="libvpx-vp9"`` writes VP9 instead (for .webm)."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float) -> None:
-        if width % 2 or height % 2:
+    def __init__(
+        self, path: str | Path, width: int, height: int, fps: float, codec: str = "libx264"
+    ) -> None:
+        if codec not in CODEC_OPTIONS:
+            raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODEC_OPTIONS)})")
+        if codec == "libx264" and (width % 2 or height % 2):
             raise ValueError(f"H.264 needs even frame sizes, got {width}x{height}")
         self._container = av.open(str(path), mode="w")
         rate = Fraction(fps).limit_denominator(1001)
-        self._stream = self._container.add_stream("libx264", rate=rate)
+        stream = self._container.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.VideoStream)  # every codec of CODEC_OPTIONS is one
+        self._stream = stream
         self._stream.width = width
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": "18", "preset": "veryfast"}
+        self._stream.options = dict(CODEC_OPTIONS[codec])
 
     def write(self, frame: np.ndarray) -> None:
         """frame [H, W, 3] uint8 RGB."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from npga.data import CaptureDataset
 from npga.data.layout import frame_path
 from npga.data.synth.head import PARAMETERS, HeadModel, build_head
 from npga.data.synth.raster import project, render_views
-from npga.data.synth.rig import animate, vertex_light, world_vertices
+from npga.data.synth.rig import FPS, animate, vertex_light, world_vertices
 from npga.data.synth.writer import TARGET, SynthConfig, synth_cameras, write_synth
+from npga.geometry import quat_to_rotmat
 
 CONFIG = SynthConfig(frames=6, cameras=3, resolution=72, seed=3)
 
@@ -170,3 +172,132 @@ def test_rasteriser_perspective_correct_texture() -> None:
     rows = slice(17, 39)  # inside the quad (its image spans rows 16 to 40), away from the edges
     np.testing.assert_allclose(rgb[0, rows, 32, 0] / 255.0, v[rows], atol=2.5 / 255)
     assert (masks[0, rows, 25:39] == 255).all() and (masks[0, :, :3] == 0).all()
+
+
+def _yaw_pitch(rotation_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Head rotations [T, 4] -> yaw, pitch [T] in degrees of where the face (-z) points."""
+    rotations = quat_to_rotmat(torch.from_numpy(rotation_wxyz).double()).numpy()
+    forward = rotations @ np.array([0.0, 0.0, -1.0])  # [T, 3]
+    yaw = np.degrees(np.arctan2(-forward[:, 0], -forward[:, 2]))
+    return yaw, np.degrees(np.arcsin(np.clip(forward[:, 1], -1, 1)))
+
+
+def test_wide_head_motion() -> None:
+    """--head-motion wide: the same expressions, a head that turns well beyond the rig's ±18°
+    already within 3 s, and ±35° yaw, ±15° pitch over a minute (30 timesteps a second)."""
+    assert FPS == 30
+    for seed in (0, 3, 7):
+        params, rotations, _ = animate(90, seed)
+        wide_params, wide_rotations, wide_translations = animate(90, seed, "wide")
+        np.testing.assert_array_equal(wide_params, params)
+        yaw = _yaw_pitch(rotations)[0]
+        wide_yaw = _yaw_pitch(wide_rotations)[0]
+        assert np.ptp(yaw) < 38 and np.ptp(wide_yaw) > 45, (np.ptp(yaw), np.ptp(wide_yaw))
+        assert np.abs(wide_translations).max() <= 0.008 + 1e-6
+        # Smooth: at most ~1° of yaw per timestep.
+        assert np.abs(np.diff(wide_yaw)).max() < 1.2
+    _, minute, _ = animate(1800, 0, "wide")
+    np.testing.assert_array_equal(minute[:90], animate(90, 0, "wide")[1])  # a function of time
+    yaw, pitch = _yaw_pitch(minute)
+    assert 34 < -yaw.min() <= 35.01 and 34 < yaw.max() <= 35.01
+    assert 14 < -pitch.min() <= 15.01 and 14 < pitch.max() <= 15.01
+    with pytest.raises(ValueError, match="unknown head motion"):
+        animate(10, 0, "spin")
+
+
+def test_wide_head_motion_capture(tmp_path: Path) -> None:
+    out = tmp_path / "wide"
+    assert main(["synth", str(out), "--frames", "4", "--cameras", "4", "--resolution", "64",
+                 "--head-motion", "wide"]) == 0  # fmt: skip
+    assert json.loads((out / "synth.json").read_text())["head_motion"] == "wide"
+    _, rotations, translations = animate(4, 0, "wide")
+    with np.load(out / "rig.npz") as rig:
+        np.testing.assert_array_equal(rig["head_rotation_wxyz"], rotations)
+        np.testing.assert_array_equal(rig["head_translation"], translations)
+    assert len(CaptureDataset(out)) == 4
+    with pytest.raises(FileExistsError, match="started with other settings"):
+        write_synth(out, SynthConfig(frames=4, cameras=4, resolution=64), resume=True)
+    # A capture started before head_motion existed (not in its synth.json) resumes as "rig".
+    old = tmp_path / "old"
+    write_synth(old, SynthConfig(frames=2, cameras=1, resolution=32))
+    settings = json.loads((old / "synth.json").read_text())
+    assert settings.pop("head_motion") == "rig"
+    (old / "synth.json").write_text(json.dumps(settings, sort_keys=True))
+    (old / "cameras.json").unlink()
+    write_synth(old, SynthConfig(frames=2, cameras=1, resolution=32), resume=True)
+    with pytest.raises(FileExistsError, match="started with other settings"):
+        write_synth(old, SynthConfig(frames=2, cameras=1, resolution=32, head_motion="wide"),
+                    resume=True)  # fmt: skip
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_data_video(capture: Path, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"clip{suffix}"
+    assert main(["data", "video", str(capture), "--out", str(out)]) == 0
+    frames = _decode(out)
+    assert len(frames) == 6 and frames[0].shape == (72, 72, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no partial file left
+    data = CaptureDataset(capture)
+    for t, frame in enumerate(frames):  # frame i is timestep i of the front camera (cam_01)
+        front = data.image(t, "cam_01").numpy() * 255
+        side = data.image(t, "cam_00").numpy() * 255
+        error = np.abs(frame - front).mean()
+        assert error < 4 and error < 0.3 * np.abs(frame - side).mean(), error
+    side_video = tmp_path / "side.mkv"
+    assert main(["data", "video", str(capture), "--camera", "cam_00", "--out", str(side_video),
+                 "--fps", "10"]) == 0  # fmt: skip
+    assert np.abs(_decode(side_video)[2] - data.image(2, "cam_00").numpy() * 255).mean() < 4
+
+
+def test_data_video_errors(
+    capture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "clip.mp4"
+    cases = {
+        ("--camera", "cam_09"): "no camera 'cam_09' (cameras: cam_00, cam_01, cam_02)",
+        ("--out", str(tmp_path / "clip.gif")): "the suffix must be one of .mp4, .mov, .mkv, .webm",
+        ("--out", str(tmp_path / "missing" / "clip.mp4")): "missing: no such folder",
+    }
+    for extra, message in cases.items():
+        assert main(["data", "video", str(capture), "--out", str(out), *extra]) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
+    assert main(["data", "video", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "capture folder missing" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_data_video_interrupted(
+    capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted encode leaves the previous file as it was and no partial file."""
+    from npga.video import VideoWriter
+
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"previous")
+    written, encode, close = [], VideoWriter.write, VideoWriter.close
+    seen: set[Path] = set()
+
+    def write(self: VideoWriter, frame: np.ndarray) -> None:
+        encode(self, frame)
+        written.append(frame)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+
+    def closed(self: VideoWriter) -> None:
+        close(self)
+        seen.update(tmp_path.iterdir())
+
+    monkeypatch.setattr(VideoWriter, "write", write)
+    monkeypatch.setattr(VideoWriter, "close", closed)
+    with pytest.raises(KeyboardInterrupt):
+        main(["data", "video", str(capture), "--out", str(out)])
+    assert seen == {out, tmp_path / "clip.mp4.partial.mp4"}  # the encoder wrote beside it
+    assert out.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [out]

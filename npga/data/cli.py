@@ -1,16 +1,20 @@
-"""``npga synth`` and ``npga data preview|check|import-nersemble|import-gaussian-avatars``."""
+"""``npga synth`` and ``npga data preview|check|video|import-nersemble|import-gaussian-avatars``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from npga.cli_args import CliError, positive_int
-from npga.data.layout import CaptureError
+from npga.cli_args import CliError, positive_float, positive_int
+from npga.data.layout import FRAMES_DIR, CaptureError
+
+# The containers ``npga data video`` writes and the codec each gets.
+VIDEO_CODECS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9"}
 
 
 def _progress(label: str) -> Progress:
@@ -20,7 +24,9 @@ def _progress(label: str) -> Progress:
 def cmd_synth(args: argparse.Namespace) -> None:
     from npga.data.synth.writer import SynthConfig, write_synth
 
-    config = SynthConfig(args.frames, args.cameras, args.resolution, args.seed, args.subject)
+    config = SynthConfig(
+        args.frames, args.cameras, args.resolution, args.seed, args.subject, args.head_motion
+    )
     start = time.perf_counter()
     try:
         with _progress("rendering") as progress:
@@ -67,6 +73,52 @@ def cmd_check(args: argparse.Namespace) -> None:
         f"({capture.cameras.width}x{capture.cameras.height}), "
         f"masks: {'yes' if capture.has_masks else 'no'}, {space}"
     )
+
+
+def cmd_video(args: argparse.Namespace) -> None:
+    from npga.data.capture import CaptureDataset
+    from npga.video import VideoWriter, to_uint8
+
+    out: Path = args.out
+    codec = VIDEO_CODECS.get(out.suffix.lower())
+    if codec is None:
+        known = ", ".join(VIDEO_CODECS)
+        raise CliError(f"{out}: not a video file name (the suffix must be one of {known})")
+    if not out.parent.is_dir():
+        raise CliError(f"{out.parent}: no such folder")
+    if out.is_dir():
+        raise CliError(f"{out}: is a folder")
+    try:
+        capture = CaptureDataset(args.capture, cache=False)
+        camera = args.camera or capture.front_camera
+        if camera not in capture.camera_names:
+            names = ", ".join(capture.camera_names)
+            raise CliError(f"{args.capture}: no camera {camera!r} (cameras: {names})")
+        if not (capture.root / FRAMES_DIR).is_dir():  # videos decode from their start: keep it
+            capture = CaptureDataset(args.capture, cameras=[camera], cache=True)
+    except CaptureError as error:
+        raise CliError(str(error)) from None
+    width, height = capture.cameras.width, capture.cameras.height
+    if codec == "libx264" and (width % 2 or height % 2):
+        raise CliError(
+            f"{args.capture}: frames are {width}x{height}, H.264 needs even sizes (write .webm)"
+        )
+    partial = out.with_name(f"{out.name}.partial{out.suffix}")  # the suffix names the container
+    try:
+        with (
+            VideoWriter(partial, width, height, args.fps, codec=codec) as writer,
+            _progress("encoding") as progress,
+        ):
+            task = progress.add_task("video", total=len(capture))
+            for timestep in capture.timesteps:
+                writer.write(to_uint8(capture.image(timestep, camera).numpy()))
+                progress.advance(task)
+        os.replace(partial, out)
+    except CaptureError as error:
+        raise CliError(str(error)) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {len(capture)} frames of {camera} ({width}x{height}, {args.fps:g} fps) to {out}")
 
 
 def _video_length(path: Path) -> int:
@@ -141,17 +193,25 @@ def add_commands(commands: Any) -> None:
     """Adds ``synth`` and ``data`` to the ``npga`` subparsers ``commands``."""
     synth = commands.add_parser("synth", help="render a synthetic multi-view talking-head capture")
     synth.add_argument("out", type=Path, help="capture folder to write")
-    synth.add_argument("--frames", type=positive_int, default=120)
-    synth.add_argument("--cameras", type=positive_int, default=8)
+    synth.add_argument(
+        "--frames", type=positive_int, default=120, help="timesteps (30 per second of motion)"
+    )
+    synth.add_argument("--cameras", type=positive_int, default=8, help="number of cameras")
     synth.add_argument("--resolution", type=positive_int, default=256, help="image side (pixels)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="seed of the expression and pose curves")
     synth.add_argument(
         "--subject", default="astronaut", help="the photograph the head is built from"
+    )
+    synth.add_argument(
+        "--head-motion",
+        choices=("rig", "wide"),
+        default="rig",
+        help="rig: ±18° yaw, ±10° pitch (default); wide: sweeps of ±35° yaw and ±15° pitch",
     )
     synth.add_argument("--resume", action="store_true", help="keep frames already written")
     synth.set_defaults(run=cmd_synth)
 
-    data = commands.add_parser("data", help="capture datasets: preview, check, import")
+    data = commands.add_parser("data", help="capture datasets: preview, check, video, import")
     data_commands = data.add_subparsers(dest="data", required=True, metavar="ACTION")
     preview = data_commands.add_parser("preview", help="contact sheet: cameras x timesteps")
     preview.add_argument("capture", type=Path, help="capture folder (own layout)")
@@ -159,6 +219,22 @@ def add_commands(commands: Any) -> None:
     preview.add_argument("--columns", type=positive_int, default=8, help="timesteps shown")
     preview.add_argument("--resolution", type=positive_int, default=128, help="tile width")
     preview.set_defaults(run=cmd_preview)
+
+    video = data_commands.add_parser("video", help="one camera of a capture as a video file")
+    video.add_argument("capture", type=Path, help="capture folder (own layout)")
+    video.add_argument(
+        "--camera", metavar="NAME", help="the camera to write (default: the front camera)"
+    )
+    video.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="video to write (.mp4, .mov, .mkv: H.264; .webm: VP9)",
+    )
+    video.add_argument(
+        "--fps", type=positive_float, default=30.0, help="frame rate (default: 30, npga synth's)"
+    )
+    video.set_defaults(run=cmd_video)
 
     ner = data_commands.add_parser("import-nersemble", help="NeRSemble v2 raw -> own layout")
     ner.add_argument("src", type=Path, help="participant folder (calibration/, sequences/)")

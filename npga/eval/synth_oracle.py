@@ -75,7 +75,7 @@ def load_truth(capture: Path) -> SynthTruth:
         raise ValueError(f"{settings}: unknown subject {config.subject!r}")
     from skimage import data
 
-    params, rotations_wxyz, translations = animate(config.frames, config.seed)
+    params, rotations_wxyz, translations = animate(config.frames, config.seed, config.head_motion)
     rotations = quat_to_rotmat(torch.from_numpy(rotations_wxyz).double()).numpy()
     return SynthTruth(build_head(data.astronaut()), params, rotations, translations.astype(float))
 

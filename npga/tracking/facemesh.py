@@ -31,13 +31,14 @@ class FaceMeshTracker(Closing):
         static_images: bool = False,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        max_faces: int = 1,
     ) -> None:
         # Imported here: mediapipe takes ~1 s to import and only the tracker needs it.
         from mediapipe.python.solutions import face_mesh
 
         self._mesh: Any = face_mesh.FaceMesh(
             static_image_mode=static_images,
-            max_num_faces=1,
+            max_num_faces=max_faces,
             refine_landmarks=True,
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
@@ -45,18 +46,23 @@ class FaceMeshTracker(Closing):
 
     def process(self, rgb: np.ndarray) -> FaceLandmarks | None:
         """rgb [H, W, 3] uint8 -> landmarks of the most prominent face, or None."""
+        faces = self.process_all(rgb)
+        return faces[0] if faces else None
+
+    def process_all(self, rgb: np.ndarray) -> list[FaceLandmarks]:
+        """rgb [H, W, 3] uint8 -> landmarks of every face found (at most ``max_faces``)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB frame [H, W, 3] uint8, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
         result = self._mesh.process(np.ascontiguousarray(rgb))
-        if not result.multi_face_landmarks:
-            return None
-        landmarks = result.multi_face_landmarks[0].landmark
-        if len(landmarks) != NUM_LANDMARKS:
-            return None
-        normalised = np.array([(p.x, p.y, p.z) for p in landmarks], dtype=np.float64)
-        points = normalised * np.array([width, height, width], dtype=np.float64)
-        return FaceLandmarks(points, width, height)
+        faces = []
+        scale = np.array([width, height, width], dtype=np.float64)
+        for face in result.multi_face_landmarks or []:
+            if len(face.landmark) != NUM_LANDMARKS:
+                continue
+            normalised = np.array([(p.x, p.y, p.z) for p in face.landmark], dtype=np.float64)
+            faces.append(FaceLandmarks(normalised * scale, width, height))
+        return faces
 
     def close(self) -> None:
         self._mesh.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import av
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+DEFAULT_FPS = 30.0  # when a video states no usable frame rate
 
 
 class SourceError(ValueError):
@@ -36,25 +38,62 @@ class FrameSource:
 
 
 class VideoFileSource(FrameSource):
+    """A video file, decoded as it is meant to be shown.
+
+    Real files are untidy, so timestamps and orientation are not taken at face value:
+    - a frame's timestamp is its presentation time where that is known and later than the
+      previous frame's; otherwise (missing, repeated or out-of-order timestamps, as in AVIs with
+      B-frames) the previous one plus one frame at the stream's rate;
+    - the display rotation a phone records (a display matrix of 90, 180 or 270 degrees) is
+      applied, so a portrait clip comes out portrait.
+    """
+
     def __init__(self, path: Path) -> None:
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 length = stream.frames or None
+                rate = stream.average_rate or stream.guessed_rate
         except (av.error.FFmpegError, IndexError, OSError) as error:
-            raise SourceError(f"{path}: cannot open as a video ({error})") from None
+            raise SourceError(f"{path}: cannot open as a video ({_reason(error)})") from None
         super().__init__(str(path), length)
         self.path = path
+        self.fps = float(rate) if rate and 1 <= float(rate) <= 1000 else DEFAULT_FPS
 
     def frames(self) -> Iterator[Frame]:
+        previous = -math.inf
+        step = 1.0 / self.fps
+        index = 0
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
-                for index, frame in enumerate(container.decode(stream)):
-                    timestamp = float(frame.time) if frame.time is not None else index / 30.0
-                    yield Frame(frame.to_ndarray(format="rgb24"), timestamp)
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    time = frame.time
+                    if time is None or not math.isfinite(time) or time <= previous:
+                        time = previous + step if index else 0.0
+                    previous = time
+                    index += 1
+                    yield Frame(upright(frame.to_ndarray(format="rgb24"), frame.rotation), time)
         except av.error.FFmpegError as error:
-            raise SourceError(f"{self.path}: video stream broke off ({error})") from None
+            raise SourceError(
+                f"{self.path}: the video stream broke off after {index} frames "
+                f"(truncated or damaged file: {_reason(error)})"
+            ) from None
+        if index == 0:
+            raise SourceError(f"{self.path}: the video has no decodable frames")
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame [H, W, 3] turned by its display rotation (degrees counter-clockwise)."""
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
+def _reason(error: BaseException) -> str:
+    """The gist of a PyAV error: its message without the path it repeats."""
+    text = getattr(error, "strerror", None) or str(error)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__
 
 
 class ImageFolderSource(FrameSource):

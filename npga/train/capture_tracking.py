@@ -246,6 +246,19 @@ def _displacements(canonical: np.ndarray, train_rows: list[int]) -> np.ndarray:
     return canonical - calibrator.neutral()
 
 
+def fit_expression_space(
+    canonical: np.ndarray,  # [T, L, 3] landmarks with head pose removed, face units
+    train_rows: list[int],
+    expression_dim: int,
+    template: FaceTemplate,
+) -> tuple[ExpressionBasis, np.ndarray]:
+    """The PCA basis of the training rows' displacements from their robust neutral, and the
+    codes [T, E] float32 of every row on it."""
+    displacements = _displacements(canonical, train_rows)
+    basis = ExpressionBasis.fit(displacements[train_rows], expression_dim, template)
+    return basis, basis.encode(displacements).astype(np.float32)
+
+
 def track_capture(
     landmarks: np.ndarray,  # [T, C, L, 3] pixels (Face Mesh x, y, relative z)
     found: np.ndarray,  # [T, C] bool
@@ -280,9 +293,7 @@ def track_capture(
             f"only {len(train_rows)} training timesteps have a face seen by the front camera and "
             f"{MIN_VIEWS - 1} other camera(s); a {expression_dim}-dim basis needs {expression_dim}"
         )
-    displacements = _displacements(np.stack(canonical), train_rows)
-    basis = ExpressionBasis.fit(displacements[train_rows], expression_dim, template)
-    codes = basis.encode(displacements).astype(np.float32)
+    basis, codes = fit_expression_space(np.stack(canonical), train_rows, expression_dim, template)
     monocular_codes = basis.encode(_displacements(np.stack(monocular), train_rows))
     calibration = fit_code_calibration(monocular_codes[train_rows], codes[train_rows])
     face_unit = float(np.median([s.scale for s in similarities]))

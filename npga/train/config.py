@@ -51,6 +51,7 @@ class TrainConfig:
     knn_every: int = 500  # rebuild the Laplacian's kNN graph (Gaussians move and multiply)
     checkpoint_every: int = 500
     refine_poses: bool = True  # learn per-timestep corrections of the tracked head poses
+    hull_frames: int = 1  # timesteps (spread over head rotations) whose masks carve the hull
     seed: int = 0
     lr: LearningRates = field(default_factory=LearningRates)
     loss: LossWeights = field(default_factory=LossWeights)
@@ -59,7 +60,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dynamics not in DYNAMICS:
             raise ValueError(f"model must be one of {', '.join(DYNAMICS)}, got {self.dynamics!r}")
-        for name in ("iterations", "resolution", "initial_gaussians", "expression_dim"):
+        for name in (
+            "iterations",
+            "resolution",
+            "initial_gaussians",
+            "expression_dim",
+            "hull_frames",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cameras_per_step < 1:

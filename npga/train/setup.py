@@ -50,28 +50,68 @@ def pose_matrix(tracking: CaptureTracking, timestep: int) -> torch.Tensor:
     return matrix
 
 
+def hull_views(
+    config: TrainConfig,
+    tracking: CaptureTracking,
+    train_timesteps: list[int],
+    cameras: list[str],
+) -> list[tuple[int, str]]:
+    """The (timestep, camera) images whose masks carve the initial visual hull.
+
+    With ``config.hull_frames`` = 1 (multi-view captures): the neutral timestep from every
+    training camera. With more (one-camera captures, where the head's own rotation supplies the
+    views): the neutral timestep and the training timesteps whose head rotations are farthest
+    apart, from every training camera.
+    """
+    chosen = [tracking.neutral_timestep]
+    if config.hull_frames > 1:
+        rows = [tracking.index(t) for t in train_timesteps]
+        quats = tracking.rotation_wxyz[rows].astype(np.float64)  # [T, 4]
+        quats *= np.sign(quats[:, :1] + 1e-12)
+
+        def angle(q: np.ndarray) -> np.ndarray:  # [T] rotation angle to q, radians
+            return 2 * np.arccos(np.clip(np.abs(quats @ q), 0.0, 1.0))
+
+        distance = angle(tracking.rotation_wxyz[tracking.index(chosen[0])].astype(np.float64))
+        while len(chosen) < min(config.hull_frames, len(rows)):
+            far = int(np.argmax(distance))
+            chosen.append(train_timesteps[far])
+            distance = np.minimum(distance, angle(quats[far]))
+    return [(t, camera) for t in chosen for camera in cameras]
+
+
 @torch.no_grad()
 def new_avatar(
     config: TrainConfig,
     dataset: CaptureDataset,
     tracking: CaptureTracking,
-    cameras: list[str],
+    views: list[tuple[int, str]],
     generator: torch.Generator,
 ) -> GaussianAvatar:
-    """An untrained avatar: visual-hull Gaussians, the tracked expression space as its prior."""
+    """An untrained avatar: Gaussians on the visual hull carved from ``views`` (each seen from
+    the canonical frame at its timestep's head pose), the tracked expression space as its prior."""
     torch.manual_seed(config.seed)  # the MLP's default initialisation
-    frame = dataset.frame(tracking.neutral_timestep, cameras)
-    to_world = pose_matrix(tracking, tracking.neutral_timestep)
+    images, masks, world_to_cam, intrinsics = [], [], [], []
+    for timestep, camera in views:
+        frame = dataset.frame(timestep, [camera])
+        images.append(frame.images)
+        if frame.masks is not None:
+            masks.append(frame.masks)
+        world_to_cam.append(frame.cameras.world_to_cam.float() @ pose_matrix(tracking, timestep))
+        intrinsics.append(frame.cameras.intrinsics.float())
+    seen_from_canonical = Cameras(
+        torch.cat(world_to_cam), torch.cat(intrinsics), frame.cameras.width, frame.cameras.height
+    )
     template = torch.from_numpy(tracking.neutral_landmarks).float()
     init = initial_gaussians(
         config.initial_gaussians,
         template,
         tracking.face_unit_metres,
-        frame.images,
-        frame.masks,
-        frame.cameras,
-        to_world[:3, :3],
-        to_world[:3, 3],
+        torch.cat(images),
+        torch.cat(masks) if len(masks) == len(views) else None,
+        seen_from_canonical,
+        torch.eye(3),
+        torch.zeros(3),
         generator,
     )
     avatar = GaussianAvatar(avatar_config(config), init.means.shape[0])

@@ -36,6 +36,7 @@ from npga.train.setup import (
     avatar_config,
     default_camera,
     head_pose,
+    hull_views,
     new_avatar,
     new_optimizer,
 )
@@ -105,7 +106,8 @@ class Trainer:
             state = ckpt.restore(tensors, metadata, self._modules(), self._optimizers())
             self.generator.set_state(state.rng.cpu())
         else:
-            avatar = new_avatar(config, dataset, tracking, self.train_cameras, self.generator)
+            views = hull_views(config, tracking, self.train_timesteps, self.train_cameras)
+            avatar = new_avatar(config, dataset, tracking, views, self.generator)
             self.avatar = avatar.to(self.device)
             self._setup_poses_and_optimizer()
             n = self.avatar.num_gaussians

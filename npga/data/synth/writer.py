@@ -22,7 +22,7 @@ from npga.data.layout import (
 )
 from npga.data.synth.head import PARAMETERS, HeadModel, build_head
 from npga.data.synth.raster import render_views
-from npga.data.synth.rig import animate, vertex_light, world_vertices
+from npga.data.synth.rig import HEAD_MOTIONS, animate, vertex_light, world_vertices
 
 RIG_FILE = "rig.npz"
 SETTINGS_FILE = "synth.json"  # the SynthConfig of the run (checked by --resume)
@@ -41,6 +41,7 @@ class SynthConfig:
     resolution: int = 256  # image width and height
     seed: int = 0
     subject: str = "astronaut"
+    head_motion: str = "rig"  # "rig" (±18° yaw) or "wide" (±35° yaw, ±15° pitch)
 
 
 def synth_cameras(count: int, resolution: int) -> tuple[list[str], Cameras, str, str | None]:
@@ -101,6 +102,16 @@ def _done(out: Path, timestep: int, names: list[str]) -> bool:
     )
 
 
+def _same_settings(out: Path, config: SynthConfig) -> bool:
+    """Whether the settings ``out`` was started with are ``config``; fields a run of an older
+    version did not record have their defaults (it rendered them)."""
+    try:
+        started = json.loads((out / SETTINGS_FILE).read_text())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(started, dict) and {**asdict(SynthConfig()), **started} == asdict(config)
+
+
 def write_synth(
     out: Path,
     config: SynthConfig,
@@ -110,10 +121,14 @@ def write_synth(
 ) -> None:
     if config.subject not in SUBJECTS:
         raise ValueError(f"unknown subject {config.subject!r} (known: {', '.join(SUBJECTS)})")
+    if config.head_motion not in HEAD_MOTIONS:
+        raise ValueError(
+            f"unknown head motion {config.head_motion!r} (known: {', '.join(HEAD_MOTIONS)})"
+        )
     if (out / CAMERAS_FILE).exists() and not resume:
         raise FileExistsError(f"{out} already holds a capture; pass --resume to finish it")
     settings = json.dumps(asdict(config), sort_keys=True)
-    if resume and (out / SETTINGS_FILE).exists() and (out / SETTINGS_FILE).read_text() != settings:
+    if resume and (out / SETTINGS_FILE).exists() and not _same_settings(out, config):
         raise FileExistsError(f"{out} was started with other settings: {SETTINGS_FILE}")
     from skimage import data
 
@@ -121,7 +136,7 @@ def write_synth(
     (out / SETTINGS_FILE).write_text(settings)
     head: HeadModel = build_head(data.astronaut())
     names, cameras, front, held_out = synth_cameras(config.cameras, config.resolution)
-    params, rotations, translations = animate(config.frames, config.seed)
+    params, rotations, translations = animate(config.frames, config.seed, config.head_motion)
     landmarks = np.zeros((config.frames, 478, 3), np.float32)
     for t in range(config.frames):
         vertices = world_vertices(head, params[t], rotations[t], translations[t])  # [V, 3]

@@ -1,0 +1,258 @@
+"""``npga create`` end to end on synthetic clips: the avatar learns, resume is exact, real-world
+files decode, one person is kept, and bad input gets one line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from npga.bundle import load_bundle
+from npga.cli import main
+from npga.create import CreateConfig, CreateError, create_avatar
+from npga.create.observe import observe_clip
+from npga.data import CaptureDataset
+from npga.data.synth.writer import SynthConfig, write_synth
+from npga.tracking.sources import VideoFileSource
+from npga.video import VideoWriter
+
+RESOLUTION = 128
+FRAMES = 150  # 5 s at 30 fps
+
+
+class Recorder:
+    """A Progress that keeps what it was told, and can interrupt a stage."""
+
+    def __init__(self, interrupt: tuple[str, int] | None = None) -> None:
+        self.lines: list[str] = []
+        self.interrupt = interrupt
+
+    def stage(self, name: str, total: int | None) -> Callable[[int, str], None]:
+        def update(completed: int, info: str) -> None:
+            if (
+                self.interrupt
+                and name.endswith(self.interrupt[0])
+                and completed >= self.interrupt[1]
+            ):
+                raise KeyboardInterrupt
+
+        return update
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    height, width = frames[0].shape[:2]
+    with VideoWriter(path, width, height, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+@pytest.fixture(scope="module")
+def performance(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    """The front camera of a synthetic wide-motion performance: FRAMES RGB frames."""
+    root = tmp_path_factory.mktemp("synth") / "cap"
+    write_synth(root, SynthConfig(frames=FRAMES, cameras=1, resolution=RESOLUTION, seed=3,
+                                  head_motion="wide"))  # fmt: skip
+    data = CaptureDataset(root)
+    return [
+        (data.image(t, data.front_camera).numpy() * 255 + 0.5).astype(np.uint8)
+        for t in data.timesteps
+    ]
+
+
+def other_person(frame: np.ndarray) -> np.ndarray:
+    """Another face: the frame stretched sideways by 35 % (other proportions) and tinted."""
+    h, w = frame.shape[:2]
+    wide = cv2.resize(frame, (int(w * 1.35), h), interpolation=cv2.INTER_LINEAR)
+    x0 = (wide.shape[1] - w) // 2
+    tinted = wide[:, x0 : x0 + w].astype(np.float32) * np.array([0.8, 0.95, 1.1])
+    return np.clip(tinted, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def two_people_clip(performance: list[np.ndarray], tmp_path_factory: pytest.TempPathFactory):
+    """Shots that alternate between the performer (4 s in all) and another person (1 s)."""
+    frames = [
+        other_person(f) if 45 <= i < 60 or 105 <= i < 120 else f for i, f in enumerate(performance)
+    ]
+    return write_video(tmp_path_factory.mktemp("clips") / "two_people.mp4", frames)
+
+
+def tiny(**overrides: int) -> CreateConfig:
+    settings = dict(
+        quality="fast", resolution=96, expression_dim=8, hull_frames=8, iterations=150,
+        train_frames=40, test_frames=4, fit_pose_steps=5,
+    )  # fmt: skip
+    settings.update(overrides)
+    return CreateConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def created(two_people_clip: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("created") / "me"
+    progress = Recorder()
+    report = create_avatar(
+        two_people_clip, out, out.with_name("me.work"), tiny(), torch.device("cpu"), progress
+    )
+    return out, report, progress
+
+
+@pytest.mark.slow
+def test_create_learns_the_person_and_keeps_one(created) -> None:
+    out, report, progress = created
+    start, end = report["held_out_at_start"], report["held_out"]
+    assert end["psnr"] > start["psnr"] + 3.0, (start, end)
+    assert end["psnr_mask"] > start["psnr_mask"] + 3.0, (start, end)
+    assert report["people_seen"] == 2
+    assert report["frames_per_person"][0] > 3 * report["frames_per_person"][1]
+    assert any("2 people seen" in line for line in progress.lines), progress.lines
+    assert report["shots"] >= 5  # four cuts between the two people
+    for key in ("psnr", "psnr_mask", "ssim"):
+        assert np.isfinite(report["held_out"][key])
+    assert report["frames_used"] == 40 and report["seconds"] > 0
+    assert set(report["stage_seconds"]) >= {"decode_and_observe", "training", "evaluation"}
+    bundle = load_bundle(out)  # what `telepresence serve --avatar` and `npga render` load
+    assert bundle.default_camera.width == 96
+    assert (out / "preview.png").is_file() and (out / "preview.mp4").is_file()
+    # The other person's frames are not in the capture.
+    capture = CaptureDataset(out.with_name("me.work") / "capture")
+    assert not set(capture.timesteps) & (set(range(45, 60)) | set(range(105, 120)))
+
+
+@pytest.mark.slow
+def test_create_resumes_exactly(two_people_clip: Path, created, tmp_path: Path) -> None:
+    out, work = tmp_path / "me", tmp_path / "me.work"
+    with pytest.raises(CreateError, match="--resume"):
+        create_avatar(two_people_clip, out, work, tiny(), torch.device("cpu"),
+                      Recorder(interrupt=("training", 60)))  # fmt: skip
+    assert not out.exists()  # no half-written avatar
+    create_avatar(two_people_clip, out, work, tiny(), torch.device("cpu"), Recorder(), resume=True)
+    resumed = load_file(str(out / "avatar.safetensors"))
+    uninterrupted = load_file(str(created[0] / "avatar.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_a_run_is_not_resumed_with_other_options(two_people_clip: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    with pytest.raises(CreateError, match="no run to resume"):
+        create_avatar(two_people_clip, tmp_path / "a", work, tiny(), torch.device("cpu"),
+                      Recorder(), resume=True)  # fmt: skip
+
+
+def _observed_frames(path: Path, tmp_path: Path) -> tuple[int, list[tuple[int, int]], np.ndarray]:
+    source = VideoFileSource(path)
+    clip = observe_clip(source, tmp_path / "obs.npz", resume=False)
+    sizes = [f.rgb.shape[:2] for f in source.frames()]
+    return clip.frames, sizes, clip.timestamps
+
+
+def test_a_rotated_phone_clip_comes_out_upright(performance, tmp_path: Path) -> None:
+    """A portrait clip stored landscape with a 90-degree display rotation (as phones do)."""
+    frames = [np.ascontiguousarray(np.rot90(f[:, 16:-16], -1)) for f in performance[:20]]
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = (
+            frames[0].shape[1],
+            frames[0].shape[0],
+            "yuv420p",
+        )
+        stream.set_display_rotation(90)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    count, sizes, _ = _observed_frames(path, tmp_path)
+    assert count == 20 and sizes[0] == (RESOLUTION, RESOLUTION - 32)  # portrait again
+    clip = observe_clip(VideoFileSource(path), tmp_path / "o2.npz", resume=False)
+    upright_face = clip.face_points[0]
+    assert upright_face[152, 1] > upright_face[10, 1]  # chin below forehead: not on its side
+
+
+def test_a_browser_webm_decodes(performance, tmp_path: Path) -> None:
+    path = tmp_path / "recording.webm"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx", rate=30)  # what MediaRecorder writes (VP8)
+        stream.width = stream.height = RESOLUTION
+        stream.pix_fmt = "yuv420p"
+        for frame in performance[:20]:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    count, _, timestamps = _observed_frames(path, tmp_path)
+    assert count == 20 and np.all(np.diff(timestamps) > 0)
+
+
+def test_out_of_order_timestamps_are_put_in_order(performance, tmp_path: Path) -> None:
+    """B-frames muxed with their decode times as presentation times (a broken muxer): frames come
+    out in display order, their timestamps do not."""
+    path = tmp_path / "bframes.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width = stream.height = RESOLUTION
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.max_b_frames = 2
+        packets = []
+        for frame in performance[:24]:
+            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
+        packets += stream.encode()
+        for i, packet in enumerate(packets):
+            packet.pts = packet.dts = max(packet.dts, 0) if i else 0
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        raw = [f.time for f in container.decode(container.streams.video[0])]
+    assert np.any(np.diff(raw) < 0), raw  # the file really is out of order
+    count, _, timestamps = _observed_frames(path, tmp_path)
+    assert count == 24 and np.all(np.diff(timestamps) > 0)
+
+
+def _cli_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert main(["create", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if line.startswith("npga: error:")]
+    assert len(errors) == 1 and err.endswith(errors[0]) and "Traceback" not in err, err
+    return errors[0]
+
+
+def test_bad_videos_get_one_line(
+    performance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "avatar")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert "cannot open as a video" in _cli_error(capsys, str(text), "--out", out)
+    noise = np.random.default_rng(0).integers(0, 255, (100, 64, 64, 3), dtype=np.uint8)
+    blank = write_video(tmp_path / "noface.mp4", list(noise))
+    assert "no face found" in _cli_error(
+        capsys, str(blank), "--out", out, "--work", str(tmp_path / "w1")
+    )
+    short = write_video(tmp_path / "short.mp4", performance[:30])
+    assert "1.0 s long" in _cli_error(
+        capsys, str(short), "--out", out, "--work", str(tmp_path / "w2")
+    )
+    whole = write_video(tmp_path / "whole.mp4", performance[:60])
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    err = _cli_error(capsys, str(truncated), "--out", out, "--work", str(tmp_path / "w3"))
+    assert "truncated" in err
+    assert "no such file" in _cli_error(capsys, str(tmp_path / "missing.mp4"), "--out", out)
+    assert not (tmp_path / "avatar").exists()
+
+
+def test_output_paths_are_checked_first(performance, tmp_path: Path, capsys) -> None:
+    clip = write_video(tmp_path / "clip.mp4", performance[:10])
+    err = _cli_error(capsys, str(clip), "--out", str(tmp_path / "no" / "such" / "avatar"))
+    assert "no such directory" in err
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine")
+    assert "not an avatar" in _cli_error(capsys, str(clip), "--out", str(taken))
