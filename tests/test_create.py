@@ -89,7 +89,7 @@ def two_people_clip(performance: list[np.ndarray], tmp_path_factory: pytest.Temp
 
 def tiny(**overrides: int) -> CreateConfig:
     settings = dict(
-        quality="fast", resolution=96, expression_dim=8, hull_frames=8, iterations=150,
+        quality="fast", resolution=96, expression_dim=8, hull_frames=8, iterations=300,
         train_frames=40, test_frames=4, fit_pose_steps=5,
     )  # fmt: skip
     settings.update(overrides)
@@ -133,7 +133,7 @@ def test_create_resumes_exactly(two_people_clip: Path, created, tmp_path: Path) 
     out, work = tmp_path / "me", tmp_path / "me.work"
     with pytest.raises(CreateError, match="--resume"):
         create_avatar(two_people_clip, out, work, tiny(), torch.device("cpu"),
-                      Recorder(interrupt=("training", 60)))  # fmt: skip
+                      Recorder(interrupt=("training", 120)))  # fmt: skip
     assert not out.exists()  # no half-written avatar
     create_avatar(two_people_clip, out, work, tiny(), torch.device("cpu"), Recorder(), resume=True)
     resumed = load_file(str(out / "avatar.safetensors"))

@@ -6,7 +6,8 @@ seen through it.
   ears). Pixels of the crop outside the video frame are background.
 - **Intrinsics**: the video's focal length is not known; it is estimated as that of a camera
   with a ``fov_degrees`` horizontal field of view (60 degrees: typical of webcams and phones'
-  front cameras; ``npga create --fov`` overrides it), centred principal point. The crop scales it.
+  front cameras; ``npga create --fov`` overrides it) and its principal point at the frame's
+  centre; the crop shifts and scales both.
 - **Head poses** (canonical -> camera, metres; the camera is the world): the live sender's
   weighted Procrustes gives the head's rotation and its image scale s (pixels per face unit);
   under weak perspective the head sits at depth f * u / s along the ray through the face, where
@@ -43,6 +44,8 @@ class CropCamera:
     side: float
     resolution: int
     focal_frame: float  # the video's focal length, frame pixels
+    centre_x_frame: float  # the video's principal point (its centre), frame pixels
+    centre_y_frame: float
 
     @property
     def scale(self) -> float:
@@ -63,8 +66,9 @@ class CropCamera:
 
     def intrinsics(self) -> np.ndarray:
         """3x3 K of the crop at its resolution."""
-        c = self.resolution / 2
-        return np.array([[self.focal, 0.0, c], [0.0, self.focal, c], [0.0, 0.0, 1.0]])
+        cx = (self.centre_x_frame - self.x0) * self.scale
+        cy = (self.centre_y_frame - self.y0) * self.scale
+        return np.array([[self.focal, 0.0, cx], [0.0, self.focal, cy], [0.0, 0.0, 1.0]])
 
     def cameras(self) -> Cameras:
         """The crop as the one camera of a capture (the camera frame is the world)."""
@@ -83,6 +87,7 @@ def head_box(points: np.ndarray) -> tuple[float, float, float]:
 def crop_camera(
     faces: np.ndarray,  # [T, L, 3] landmarks of the frames the capture shows, frame pixels
     frame_width: int,
+    frame_height: int,
     resolution: int,
     fov_degrees: float = DEFAULT_FOV_DEGREES,
 ) -> CropCamera:
@@ -94,9 +99,8 @@ def crop_camera(
     side = float((hi - lo).max())
     centre = (lo + hi) / 2
     focal = frame_width / (2 * math.tan(math.radians(fov_degrees) / 2))
-    return CropCamera(
-        float(centre[0] - side / 2), float(centre[1] - side / 2), side, resolution, focal
-    )
+    x0, y0 = float(centre[0] - side / 2), float(centre[1] - side / 2)
+    return CropCamera(x0, y0, side, resolution, focal, frame_width / 2, frame_height / 2)
 
 
 def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

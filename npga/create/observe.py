@@ -40,6 +40,7 @@ class ClipObservations:
     face_frame: np.ndarray  # [K] int64
     face_points: np.ndarray  # [K, 478, 3] float32 Face Mesh landmarks, frame pixels
     face_sharpness: np.ndarray  # [K] float32 variance of the Laplacian inside the face box
+    face_colour: np.ndarray  # [K, 3] float32 median CIELAB (L 0-100, a, b) of the face's skin
     complete: bool  # the whole clip was observed
 
     @property
@@ -57,6 +58,7 @@ class ClipObservations:
             face_frame=np.zeros(0, np.int64),
             face_points=np.zeros((0, NUM_LANDMARKS, 3), np.float32),
             face_sharpness=np.zeros(0, np.float32),
+            face_colour=np.zeros((0, 3), np.float32),
             complete=False,
         )
 
@@ -75,6 +77,7 @@ class ClipObservations:
             face_frame=self.face_frame,
             face_points=self.face_points,
             face_sharpness=self.face_sharpness,
+            face_colour=self.face_colour,
             complete=np.bool_(self.complete),
         )
         os.replace(tmp, path)
@@ -93,6 +96,7 @@ class ClipObservations:
                     face_frame=data["face_frame"],
                     face_points=data["face_points"],
                     face_sharpness=data["face_sharpness"],
+                    face_colour=data["face_colour"],
                     complete=bool(data["complete"]),
                 )
         except (OSError, KeyError, ValueError) as error:
@@ -120,6 +124,20 @@ def sharpness(rgb: np.ndarray, points: np.ndarray) -> float:
     return float(cv2.Laplacian(box.astype(np.float32), cv2.CV_32F).var())
 
 
+def skin_colour(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Median CIELAB [3] (L in 0-100, a and b around 0) of the face inside its landmarks'
+    outline [L, 3] pixels, without the eyes and mouth (their landmarks' boxes are left out only
+    roughly: the median is robust to them)."""
+    hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    inside = rgb[mask.astype(bool)]
+    if inside.shape[0] == 0:
+        return np.zeros(3, np.float32)
+    lab = cv2.cvtColor(inside[None].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[0]
+    return np.median(lab, axis=0).astype(np.float32)
+
+
 def _detection_scale(width: int, height: int) -> float:
     return min(1.0, DETECT_MAX_SIDE / max(width, height))
 
@@ -137,7 +155,7 @@ def observe_clip(
     log = log or ClipObservations.empty(source.fps)
     timestamps, thumbs = list(log.timestamps), list(log.thumbnails)
     face_frame, face_points = list(log.face_frame), list(log.face_points)
-    face_sharpness = list(log.face_sharpness)
+    face_sharpness, face_colour = list(log.face_sharpness), list(log.face_colour)
 
     def snapshot(complete: bool) -> ClipObservations:
         return ClipObservations(
@@ -149,6 +167,7 @@ def observe_clip(
             face_frame=np.asarray(face_frame, np.int64),
             face_points=np.asarray(face_points, np.float32).reshape(-1, NUM_LANDMARKS, 3),
             face_sharpness=np.asarray(face_sharpness, np.float32),
+            face_colour=np.asarray(face_colour, np.float32).reshape(-1, 3),
             complete=complete,
         )
 
@@ -170,6 +189,7 @@ def observe_clip(
                     face_frame.append(index)
                     face_points.append(points.astype(np.float32))
                     face_sharpness.append(sharpness(rgb, points))
+                    face_colour.append(skin_colour(rgb, points))
                 timestamps.append(frame.timestamp)
                 thumbs.append(thumbnail(rgb))
                 if on_frame is not None:

@@ -4,16 +4,21 @@
   ``CUT_THRESHOLD`` (mean absolute difference) starts a new shot.
 - **Tracks**: inside a shot, a face continues the track whose last face (at most
   ``MAX_GAP_FRAMES`` before) is nearest, if it is closer than half a face width.
-- **People**: tracks are grouped by the shape of the face: the median canonical landmarks
-  (head pose removed, face units) of a track; tracks closer than ``SAME_PERSON`` (RMS, face
-  units) are one person. A face's shape does not change with pose or (in the median) expression,
-  while two people's differ.
+- **People**: tracks are grouped greedily, longest first. A track joins a person when
+  - its skin colour (median CIELAB of the face) is within ``SAME_COLOUR`` of the person's, and
+  - wherever it shows the head in the same pose as one of the person's tracks (rotations within
+    ``POSE_MATCH_DEGREES``, at least ``MIN_POSE_MATCHES`` frames), its rigid landmarks (head
+    pose removed, face units) lie within ``SAME_SHAPE`` (RMS, median over the matches).
+  Face Mesh's canonical shape of one face changes with the head's turn (measured on a synthetic
+  clip: the median shapes of one person's tracks in poses that do not overlap differ as much as
+  two people's, 0.05-0.07 face units) but not at a matched pose (one person 0.027-0.031, a person
+  with 35 % wider proportions 0.056-0.084); colour tells people apart when poses do not overlap.
 - The person kept is the one seen in the most frames ("the most persistent face").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,7 +28,11 @@ from npga.tracking.template import FaceTemplate
 
 CUT_THRESHOLD = 0.12  # mean |thumbnail difference| that marks a cut
 MAX_GAP_FRAMES = 15  # a track survives this many frames without its face
-SAME_PERSON = 0.035  # RMS distance of median face shapes (face units) below which tracks merge
+SAME_COLOUR = 8.0  # CIELAB distance (L counted half) of two tracks' median skin colours
+SAME_SHAPE = 0.045  # face units, RMS over the rigid landmarks at matched poses
+POSE_MATCH_DEGREES = 10.0
+MIN_POSE_MATCHES = 3
+SAMPLE_FACES = 60  # faces of a track used to describe it
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,24 @@ class PersonChoice:
     @property
     def shots(self) -> int:
         return int(self.shot_of_frame.max()) + 1 if self.shot_of_frame.size else 0
+
+
+@dataclass
+class TrackLook:
+    """How a track shows its face: a sample of rotations and rigid shapes, its colour."""
+
+    faces: list[int]
+    rotations: np.ndarray  # [S, 3, 3] template -> image
+    rigid_shapes: np.ndarray  # [S, R, 3] canonical rigid landmarks, face units
+    colour: np.ndarray  # [3] median CIELAB
+
+
+@dataclass
+class Person:
+    tracks: list[TrackLook] = field(default_factory=list)
+
+    def frames(self, clip: ClipObservations) -> set[int]:
+        return {int(clip.face_frame[k]) for track in self.tracks for k in track.faces}
 
 
 def shot_boundaries(thumbnails: np.ndarray) -> np.ndarray:
@@ -86,36 +113,67 @@ def link_tracks(clip: ClipObservations, shots: np.ndarray) -> list[list[int]]:
     return tracks
 
 
-def face_shape(clip: ClipObservations, faces: list[int], template: FaceTemplate) -> np.ndarray:
-    """The median canonical landmarks [L, 3] (face units) of some faces."""
-    step = max(1, len(faces) // 60)  # a sample is enough for a median
-    shapes = [canonicalize(clip.face_points[k].astype(np.float64), template)[1] for k in faces]
-    return np.median(np.stack(shapes[::step]), axis=0)
+def track_look(clip: ClipObservations, faces: list[int], template: FaceTemplate) -> TrackLook:
+    rigid = template.weights >= 0.5 * float(template.weights.max())
+    step = max(1, len(faces) // SAMPLE_FACES)
+    rotations, shapes = [], []
+    for k in faces[::step]:
+        pose, canonical = canonicalize(clip.face_points[k].astype(np.float64), template)
+        rotations.append(pose.rotation)
+        shapes.append(canonical[rigid])
+    colour = np.median(clip.face_colour[faces], axis=0)
+    return TrackLook(faces, np.stack(rotations), np.stack(shapes), colour)
+
+
+def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """CIELAB distance with lightness counted half (lighting changes it most)."""
+    d = a - b
+    return float(np.sqrt((d[0] / 2) ** 2 + d[1] ** 2 + d[2] ** 2))
+
+
+def matched_shape_distance(a: TrackLook, b: TrackLook) -> float | None:
+    """Median RMS distance of the rigid shapes of a's faces and b's face in the nearest pose,
+    over the pairs within POSE_MATCH_DEGREES; None with fewer than MIN_POSE_MATCHES pairs."""
+    distances = []
+    for rotation, shape in zip(a.rotations, a.rigid_shapes, strict=True):
+        cosine = (np.einsum("ij,kij->k", rotation, b.rotations) - 1) / 2
+        angles = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+        j = int(np.argmin(angles))
+        if angles[j] < POSE_MATCH_DEGREES:
+            distances.append(np.sqrt(((shape - b.rigid_shapes[j]) ** 2).sum(axis=1).mean()))
+    return float(np.median(distances)) if len(distances) >= MIN_POSE_MATCHES else None
+
+
+def same_person(track: TrackLook, person: Person) -> bool:
+    colour = np.median(np.stack([t.colour for t in person.tracks]), axis=0)
+    if colour_distance(track.colour, colour) > SAME_COLOUR:
+        return False
+    for other in person.tracks:
+        distance = matched_shape_distance(track, other)
+        if distance is not None and distance > SAME_SHAPE:
+            return False
+    return True
 
 
 def choose_person(clip: ClipObservations, template: FaceTemplate) -> PersonChoice:
     """The one person kept (see the module doc)."""
     shots = shot_boundaries(clip.thumbnails)
     tracks = sorted(link_tracks(clip, shots), key=len, reverse=True)
-    people: list[tuple[np.ndarray, list[list[int]]]] = []  # (shape, tracks)
-    for track in tracks:
-        shape = face_shape(clip, track, template)
-        for person_shape, person_tracks in people:
-            if np.sqrt(((shape - person_shape) ** 2).sum(axis=1).mean()) < SAME_PERSON:
-                person_tracks.append(track)
+    people: list[Person] = []
+    for faces in tracks:
+        look = track_look(clip, faces, template)
+        for person in people:
+            if same_person(look, person):
+                person.tracks.append(look)
                 break
         else:
-            people.append((shape, [track]))
-
-    def frames_of(person_tracks: list[list[int]]) -> set[int]:
-        return {int(clip.face_frame[k]) for track in person_tracks for k in track}
-
-    people.sort(key=lambda p: len(frames_of(p[1])), reverse=True)
+            people.append(Person([look]))
+    people.sort(key=lambda p: len(p.frames(clip)), reverse=True)
     face_of_frame = np.full(clip.frames, -1, np.int64)
     if people:
-        for track in people[0][1]:
-            for k in track:
+        for track in people[0].tracks:
+            for k in track.faces:
                 frame = int(clip.face_frame[k])
                 if face_of_frame[frame] < 0:
                     face_of_frame[frame] = k
-    return PersonChoice(face_of_frame, shots, [len(frames_of(p[1])) for p in people])
+    return PersonChoice(face_of_frame, shots, [len(p.frames(clip)) for p in people])

@@ -243,7 +243,7 @@ def _select(
         )
     shown = frames.train_frames + frames.test_frames
     faces = clip.face_points[person.face_of_frame[shown]]
-    camera = crop_camera(faces, clip.width, config.resolution, config.fov_degrees)
+    camera = crop_camera(faces, clip.width, clip.height, config.resolution, config.fov_degrees)
     selection = Selection(person, frames, camera)
     tmp = work / (SELECTION_FILE + ".tmp")
     tmp.write_text(json.dumps(selection.to_json(), indent=1))
