@@ -130,7 +130,7 @@ def skin_colour(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
     roughly: the median is robust to them)."""
     hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
     mask = np.zeros(rgb.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, hull, 1)
+    cv2.fillConvexPoly(mask, hull, (1,))
     inside = rgb[mask.astype(bool)]
     if inside.shape[0] == 0:
         return np.zeros(3, np.float32)
