@@ -71,6 +71,11 @@ gpu-check:
 	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --json build/gpu-check/npga.json
 	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --fit-poses 100 --json build/gpu-check/npga_fit.json
 	$(BIN)/npga eval build/gpu-check/npga build/gpu-check/cap --device cuda --fit-poses 100 --codes monocular --json build/gpu-check/npga_live.json
+	# npga create on a 60 s wide-motion clip at 512 px (needs mediapipe: Face Mesh and segmentation)
+	$(BIN)/npga synth build/gpu-check/wide --frames 1800 --cameras 8 --resolution 512 --seed 0 --head-motion wide
+	$(BIN)/npga data video build/gpu-check/wide --out build/gpu-check/wide_front.mp4
+	$(BIN)/npga create build/gpu-check/wide_front.mp4 --out build/gpu-check/created --device cuda
+	$(BIN)/npga eval-views build/gpu-check/created build/gpu-check/wide --cameras cam_01 cam_05 --device cuda --json build/gpu-check/created_views.json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

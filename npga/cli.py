@@ -21,6 +21,7 @@ from npga.cameras import Cameras, orbit_cameras
 from npga.cli_args import CliError, device_arg, positive_float, positive_int
 from npga.create import cli as create_cli
 from npga.data import cli as data_cli
+from npga.eval import cli as eval_cli
 from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
 from npga.recording import RecordingError, load_recording, synthetic_recording
 from npga.train import cli as train_cli
@@ -294,7 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list[Callable[[Any], None]]:
     """``add_commands(subparsers)`` of every package that brings its own subcommands."""
-    return [data_cli.add_commands, train_cli.add_commands, create_cli.add_commands]
+    return [
+        data_cli.add_commands,
+        train_cli.add_commands,
+        eval_cli.add_commands,
+        create_cli.add_commands,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@ files decode, one person is kept, and bad input gets one line."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,12 +58,18 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path
 
 
 @pytest.fixture(scope="module")
-def performance(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
-    """The front camera of a synthetic wide-motion performance: FRAMES RGB frames."""
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic wide-motion performance seen by three cameras (-45, 0 and 45 degrees)."""
     root = tmp_path_factory.mktemp("synth") / "cap"
-    write_synth(root, SynthConfig(frames=FRAMES, cameras=1, resolution=RESOLUTION, seed=3,
+    write_synth(root, SynthConfig(frames=FRAMES, cameras=3, resolution=RESOLUTION, seed=3,
                                   head_motion="wide"))  # fmt: skip
-    data = CaptureDataset(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def performance(rig: Path) -> list[np.ndarray]:
+    """The rig's front camera: FRAMES RGB frames."""
+    data = CaptureDataset(rig)
     return [
         (data.image(t, data.front_camera).numpy() * 255 + 0.5).astype(np.uint8)
         for t in data.timesteps
@@ -141,6 +148,22 @@ def test_create_resumes_exactly(two_people_clip: Path, created, tmp_path: Path) 
     assert resumed.keys() == uninterrupted.keys()
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_novel_views_of_a_created_avatar(created, rig: Path, tmp_path: Path, capsys) -> None:
+    out = created[0]
+    report_path = tmp_path / "views.json"
+    argv = ["eval-views", str(out), str(rig), "--cameras", "cam_00", "cam_02", "--timesteps", "4"]
+    assert main([*argv, "--fit-poses", "5", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["timesteps"] >= 3 and report["fit_camera"] == "cam_01"
+    novel, fitted = report["novel_view"]["overall"], report["fit_view"]["overall"]
+    assert novel["images"] == 2 * report["timesteps"]
+    # 45 degrees off the only view it saw: worse than that view, far better than nothing there.
+    assert 12.0 < novel["psnr"] < fitted["psnr"], report
+    assert main(["eval-views", str(out), str(rig), "--cameras", "cam_09"]) == 2
+    assert "no camera 'cam_09'" in capsys.readouterr().err
 
 
 def test_a_run_is_not_resumed_with_other_options(two_people_clip: Path, tmp_path: Path) -> None:

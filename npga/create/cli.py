@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,17 +50,35 @@ class RichProgress:
         self._current: TaskID | None = None
 
     def stage(self, name: str, total: int | None) -> Callable[[int, str], None]:
+        if not self.console.is_terminal:
+            return self._plain_stage(name, total)
         if self._current is not None:
             self.bars.stop_task(self._current)
         task = self.bars.add_task(name, total=total, info="")
         self._current = task
 
         def update(completed: int, info: str) -> None:
-            if self.bars.tasks[task].total is not None and completed > (
-                self.bars.tasks[task].total or 0
-            ):
+            known = self.bars.tasks[task].total
+            if known is not None and completed > known:
                 self.bars.update(task, total=completed)
             self.bars.update(task, completed=completed, info=info)
+
+        return update
+
+    def _plain_stage(self, name: str, total: int | None) -> Callable[[int, str], None]:
+        """Without a terminal (a log file, a job queue): a line at every tenth of the stage."""
+        started = time.perf_counter()
+        shown = {"tenth": -1, "info": ""}
+
+        def update(completed: int, info: str) -> None:
+            tenth = int(10 * completed / total) if total else 0
+            final = total is None or completed >= total
+            if tenth == shown["tenth"] and not (final and info != shown["info"]):
+                return
+            shown["tenth"], shown["info"] = tenth, info
+            of = f"/{total}" if total else ""
+            elapsed = time.perf_counter() - started
+            self.console.print(f"{name}: {completed}{of} {info} ({elapsed:.0f} s)", highlight=False)
 
         return update
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from npga.create.camera import CropCamera, crop_camera
-from npga.create.capture import write_capture
+from npga.create.capture import CAMERA_NAME, write_capture
 from npga.create.observe import ClipObservations, observe_clip
 from npga.create.people import PersonChoice, choose_person
 from npga.create.preview import write_previews
@@ -40,11 +40,17 @@ from npga.create.select import FrameSelection, select_frames
 from npga.create.tracking import track_monocular
 from npga.data import CaptureDataset
 from npga.eval.evaluate import evaluate
+from npga.eval.expression import expression_errors
 from npga.eval.pose_fit import fit_poses
 from npga.tracking.sources import VideoFileSource
 from npga.tracking.template import FaceTemplate, load_default_template
 from npga.train import CaptureTracking, DensifyStrategy, TrainConfig, Trainer
-from npga.train.capture_tracking import TRACKING_FILE
+from npga.train.capture_tracking import (
+    BASIS_FILE,
+    FITTED_TRACKING_FILE,
+    REFINED_TRACKING_FILE,
+    TRACKING_FILE,
+)
 from npga.train.checkpoint import has_checkpoint
 
 SETTINGS_FILE = "settings.json"
@@ -52,7 +58,7 @@ OBSERVATIONS_FILE = "observations.npz"
 SELECTION_FILE = "selection.json"
 REPORT_FILE = "report.json"
 START_FILE = "held_out_at_start.json"  # in the training run: the untrained avatar's figures
-BUNDLE_FILES = ("avatar.safetensors", "avatar.json")
+BUNDLE_FILES = ("avatar.safetensors", "avatar.json", REFINED_TRACKING_FILE, BASIS_FILE)
 MIN_SECONDS = 3.0  # a clip shorter than this cannot show the head from enough sides
 MIN_FACE_FRAMES = 45  # frames of the kept person that pass the checks
 
@@ -311,9 +317,14 @@ def _train(
 
 
 def _evaluate(
-    trainer: Trainer, dataset: CaptureDataset, steps: int, progress: Progress
+    trainer: Trainer,
+    dataset: CaptureDataset,
+    steps: int,
+    template: FaceTemplate,
+    progress: Progress,
 ) -> tuple[dict[str, Any], dict[str, Any], CaptureTracking]:
-    """Held-out metrics at the tracked poses and at photometrically fitted ones."""
+    """Held-out metrics at the tracked poses and at photometrically fitted ones (with the
+    expression error)."""
     update = progress.stage("6/6 evaluation", 2)
     avatar = trainer.avatar.eval()
     tracking = trainer.refined_tracking()
@@ -321,6 +332,9 @@ def _evaluate(
     update(1, "poses fitted to the held-out frames")
     fitted_tracking = fit_poses(avatar, dataset, tracking, dataset.splits.test_timesteps, steps)
     fitted = evaluate(avatar, dataset, fitted_tracking, "test")["self_reenactment"]["overall"]
+    fitted |= expression_errors(
+        avatar, dataset, fitted_tracking, dataset.splits.test_timesteps, CAMERA_NAME, template
+    )
     update(2, f"PSNR {fitted['psnr']:.2f} dB (in the mask {fitted['psnr_mask']:.2f})")
     return tracked, fitted, fitted_tracking
 
@@ -414,7 +428,7 @@ def create_avatar(
 
     since = time.perf_counter()
     held_tracked, held_fitted, fitted_tracking = _evaluate(
-        trainer, dataset, config.preset.fit_pose_steps, progress
+        trainer, dataset, config.preset.fit_pose_steps, template, progress
     )
     times.add("evaluation", since)
     report = {
@@ -452,8 +466,9 @@ def create_avatar(
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in BUNDLE_FILES:
+    for name in BUNDLE_FILES:  # with the tracking `npga eval` reads beside a bundle
         shutil.copy2(run / name, staging / name)
+    fitted_tracking.save(staging, FITTED_TRACKING_FILE)  # the held-out frames' fitted poses
     since = time.perf_counter()
     write_previews(trainer.avatar, dataset, fitted_tracking, staging)
     times.add("previews", since)

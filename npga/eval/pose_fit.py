@@ -35,9 +35,12 @@ def fit_poses(
     timesteps: list[int],
     steps: int,
     seed: int = 0,
+    cameras: list[str] | None = None,
 ) -> CaptureTracking:
-    """``tracking`` with the poses of ``timesteps`` fitted to the training cameras' images."""
-    cameras = [c for c in dataset.camera_names if c not in dataset.splits.test_cameras]
+    """``tracking`` with the poses of ``timesteps`` fitted to the images of ``cameras`` (default:
+    the training cameras)."""
+    if cameras is None:
+        cameras = [c for c in dataset.camera_names if c not in dataset.splits.test_cameras]
     rotation = tracking.rotation_wxyz.copy()
     translation = tracking.translation.copy()
     generator = torch.Generator().manual_seed(seed)

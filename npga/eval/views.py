@@ -1,0 +1,140 @@
+"""An avatar trained on one camera of a multi-view capture, seen from the capture's other
+cameras (``npga eval-views``): the novel-view figures of an avatar made by ``npga create`` from
+one camera of a synthetic rig.
+
+Protocol, per evaluated timestep (up to ``timesteps`` of the avatar's training frames, so that
+the expression is one the avatar has seen and only the viewpoint is new):
+
+1. The head pose in the rig's world comes from the rig itself: Face Mesh on every camera,
+   triangulated and fitted with the neutral template (as ``npga train`` tracks a capture). The
+   avatar's canonical frame is the same template frame at the avatar's own scale, so the rig is
+   rescaled to the avatar (camera translations and head positions divided by the ratio of the
+   two face sizes; images do not change under a common scale).
+2. That pose is refined photometrically on the camera the avatar was made from (``--fit-camera``,
+   the rig's front camera), never on the evaluated ones.
+3. The avatar, driven by its own code for that frame, is rendered from the evaluated cameras and
+   compared with their images (PSNR, SSIM, PSNR inside the head mask).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npga.cameras import Cameras
+from npga.data import CaptureDataset
+from npga.data.layout import CAMERAS_FILE, read_cameras, write_cameras
+from npga.eval.evaluate import evaluate_split
+from npga.eval.pose_fit import fit_poses
+from npga.model import GaussianAvatar
+from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
+from npga.tracking.template import FaceTemplate
+from npga.train.capture_tracking import (
+    MIN_VIEWS,
+    CaptureTracking,
+    detect_landmarks,
+    projection_matrices,
+    triangulate_face,
+)
+
+
+def rig_poses(
+    dataset: CaptureDataset, timesteps: list[int], template: FaceTemplate
+) -> tuple[list[int], np.ndarray, np.ndarray, float]:
+    """Timesteps whose head the rig triangulates, their rotations wxyz [T, 4], translations
+    [T, 3] (template -> world, metres) and the median scale (metres per template unit)."""
+    landmarks, found = detect_landmarks(
+        lambda t, c: (dataset.image(t, c).numpy() * 255 + 0.5).astype(np.uint8),
+        timesteps,
+        dataset.camera_names,
+    )
+    projections = projection_matrices(dataset.cameras)
+    centres = dataset.cameras.centers().detach().double().numpy()
+    kept, rotations, translations, scales = [], [], [], []
+    for ti, timestep in enumerate(timesteps):
+        views = np.flatnonzero(found[ti])
+        if views.size < MIN_VIEWS:
+            continue
+        world = triangulate_face(
+            landmarks[ti, views, :, :2], projections[views], centres[views], template
+        )
+        pose = weighted_procrustes(template.points, world, template.weights)
+        kept.append(timestep)
+        rotations.append(rotation_to_quat_wxyz(pose.rotation))
+        translations.append(pose.translation)
+        scales.append(pose.scale)
+    if not kept:
+        raise ValueError(f"{dataset.root}: no evaluated timestep shows a face in {MIN_VIEWS} views")
+    return kept, np.stack(rotations), np.stack(translations), float(np.median(scales))
+
+
+def rescaled_capture(root: Path, into: Path, factor: float) -> Path:
+    """A view of the capture at ``root`` whose world is scaled by ``factor`` (camera positions
+    multiplied by it; images, masks and splits shared through symbolic links)."""
+    into.mkdir(parents=True, exist_ok=True)
+    rig = read_cameras(root)
+    world_to_cam = rig.cameras.world_to_cam.clone()
+    world_to_cam[:, :3, 3] *= factor
+    scaled = Cameras(world_to_cam, rig.cameras.intrinsics, rig.cameras.width, rig.cameras.height)
+    write_cameras(into, rig.names, scaled, rig.front_camera)
+    for name in os.listdir(root):
+        if name != CAMERAS_FILE and not (into / name).exists():
+            (into / name).symlink_to((root / name).resolve())
+    return into
+
+
+def evaluate_views(
+    avatar: GaussianAvatar,
+    avatar_tracking: CaptureTracking,  # the avatar's own (refined) tracking: codes per timestep
+    capture: Path,
+    cameras: list[str],
+    fit_camera: str,
+    template: FaceTemplate,
+    scratch: Path,
+    *,
+    timesteps: int = 24,
+    fit_steps: int = 100,
+) -> dict[str, Any]:
+    """The protocol of the module doc, as a JSON-ready report."""
+    rig = CaptureDataset(capture)
+    for name in [*cameras, fit_camera]:
+        if name not in rig.camera_names:
+            raise ValueError(
+                f"{capture}: no camera {name!r} (cameras: {', '.join(rig.camera_names)})"
+            )
+    trained = [int(t) for t in avatar_tracking.timesteps if int(t) in set(rig.timesteps)]
+    if not trained:
+        raise ValueError(f"{capture}: shares no timestep with the avatar's tracked frames")
+    picks = np.linspace(0, len(trained) - 1, min(timesteps, len(trained)))
+    chosen = sorted({trained[round(float(i))] for i in picks})
+    kept, rotations, translations, rig_scale = rig_poses(rig, chosen, template)
+    factor = avatar_tracking.face_unit_metres / rig_scale  # rig metres -> avatar metres
+    scaled = CaptureDataset(
+        rescaled_capture(capture, scratch, factor), resolution=rig.cameras.width
+    )
+    rows = [avatar_tracking.index(t) for t in kept]
+    tracking = CaptureTracking(
+        timesteps=np.asarray(kept, np.int64),
+        codes=avatar_tracking.codes[rows],
+        monocular_codes=avatar_tracking.monocular_codes[rows],
+        calibration=avatar_tracking.calibration,
+        rotation_wxyz=rotations.astype(np.float32),
+        translation=(translations * factor).astype(np.float32),
+        neutral_landmarks=avatar_tracking.neutral_landmarks,
+        face_unit_metres=avatar_tracking.face_unit_metres,
+        neutral_timestep=kept[0],
+        basis=avatar_tracking.basis,
+        detection_rate=1.0,
+    )
+    fitted = fit_poses(avatar, scaled, tracking, kept, fit_steps, cameras=[fit_camera])
+    avatar.eval()
+    return {
+        "timesteps": len(kept),
+        "fit_camera": fit_camera,
+        "rig_to_avatar_scale": round(factor, 4),
+        "fit_view": evaluate_split(avatar, scaled, fitted, kept, [fit_camera]).summary(),
+        "novel_view": evaluate_split(avatar, scaled, fitted, kept, cameras).summary(),
+    }
