@@ -126,6 +126,10 @@ def test_create_learns_the_person_and_keeps_one(created) -> None:
     for key in ("psnr", "psnr_mask", "ssim"):
         assert np.isfinite(report["held_out"][key])
     assert report["frames_used"] == 40 and report["seconds"] > 0
+    assert len(report["training_frames"]) == 40 and len(report["held_out_frames"]) == 4
+    assert min(report["held_out_frames"]) > max(report["training_frames"])  # the clip's end
+    assert end["expression_error"] > 0 and end["expression_error_neutral"] > 0
+    assert end["expression_frames"] + end["expression_frames_without_face"] == 4
     assert set(report["stage_seconds"]) >= {"decode_and_observe", "training", "evaluation"}
     bundle = load_bundle(out)  # what `telepresence serve --avatar` and `npga render` load
     assert bundle.default_camera.width == 96
@@ -164,6 +168,25 @@ def test_novel_views_of_a_created_avatar(created, rig: Path, tmp_path: Path, cap
     assert 12.0 < novel["psnr"] < fitted["psnr"], report
     assert main(["eval-views", str(out), str(rig), "--cameras", "cam_09"]) == 2
     assert "no camera 'cam_09'" in capsys.readouterr().err
+
+
+def test_observing_resumes_where_it_stopped(two_people_clip: Path, tmp_path: Path) -> None:
+    whole = observe_clip(VideoFileSource(two_people_clip), tmp_path / "whole.npz", resume=False)
+
+    def stop_at_40(frame: int) -> None:
+        if frame == 40:
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "obs.npz"
+    with pytest.raises(KeyboardInterrupt):
+        observe_clip(
+            VideoFileSource(two_people_clip), checkpoint, resume=False, on_frame=stop_at_40
+        )
+    resumed = observe_clip(VideoFileSource(two_people_clip), checkpoint, resume=True)
+    assert resumed.complete and resumed.frames == whole.frames == FRAMES
+    np.testing.assert_array_equal(resumed.face_frame, whole.face_frame)
+    np.testing.assert_array_equal(resumed.face_points, whole.face_points)
+    np.testing.assert_array_equal(resumed.face_colour, whole.face_colour)
 
 
 def test_a_run_is_not_resumed_with_other_options(two_people_clip: Path, tmp_path: Path) -> None:

@@ -443,6 +443,8 @@ def create_avatar(
         "frames_used": len(frames.train_frames),
         "frames_held_out": len(frames.test_frames),
         "frames_in_clip": clip.frames,
+        "held_out_frames": frames.test_frames,  # video frame indices
+        "training_frames": frames.train_frames,
         "people_seen": selection.person.people_seen,
         "frames_per_person": selection.person.frames_per_person,
         "shots": selection.person.shots,

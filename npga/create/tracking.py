@@ -6,7 +6,8 @@ Every frame goes through exactly the canonicalisation a webcam sender runs
 so the avatar trains on the code distribution it will be driven with; the live calibration is
 therefore the identity. The expression basis is fitted on the clip's training frames. Head
 poses come from the same Procrustes fit through the virtual camera (:mod:`npga.create.camera`);
-training refines them photometrically, as it does for multi-view captures.
+training refines them photometrically, as it does for multi-view captures. The neutral frame is
+the most neutral one that faces the camera, so the bundle's default camera is frontal.
 """
 
 from __future__ import annotations
@@ -18,6 +19,18 @@ from npga.tracking.expression import canonicalize
 from npga.tracking.procrustes import rotation_to_quat_wxyz
 from npga.tracking.template import FaceTemplate
 from npga.train import CaptureTracking, fit_expression_space
+from npga.train.capture_tracking import FORWARD
+
+# The neutral frame (whose head pose the bundle's default camera looks from) is the most neutral
+# training frame among those facing the camera within this angle: the default view is frontal.
+FRONTAL_DEGREES = 12.0
+
+
+def facing_degrees(forward: np.ndarray, position: np.ndarray) -> float:
+    """Angle between the face's forward direction [3] and the direction from the face at
+    ``position`` [3] to the camera (the origin), degrees: 0 when the face looks into the camera."""
+    to_camera = -position / np.linalg.norm(position)
+    return float(np.degrees(np.arccos(np.clip(forward @ to_camera, -1.0, 1.0))))
 
 
 def track_monocular(
@@ -36,15 +49,20 @@ def track_monocular(
             f"only {len(train_rows)} usable training frames; a {expression_dim}-dim expression "
             f"basis needs at least {expression_dim} (record a longer clip)"
         )
-    rotations, translations, canonical = [], [], []
+    rotations, translations, canonical, facings = [], [], [], []
     for points in landmarks:
         pose, shape = canonicalize(points.astype(np.float64), template)
         rotation, translation = head_pose_metres(pose, camera)
         rotations.append(rotation_to_quat_wxyz(rotation))
+        facings.append(rotation @ FORWARD)
         translations.append(translation)
         canonical.append(shape)
     basis, codes = fit_expression_space(np.stack(canonical), train_rows, expression_dim, template)
-    neutral_row = train_rows[int(np.argmin(np.linalg.norm(codes[train_rows], axis=1)))]
+    frontal = [
+        r for r in train_rows if facing_degrees(facings[r], translations[r]) < FRONTAL_DEGREES
+    ]
+    candidates = frontal or train_rows
+    neutral_row = candidates[int(np.argmin(np.linalg.norm(codes[candidates], axis=1)))]
     dim = basis.dim
     return CaptureTracking(
         timesteps=np.asarray(timesteps, dtype=np.int64),

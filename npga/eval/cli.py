@@ -17,6 +17,20 @@ from npga.eval.views import evaluate_views
 from npga.tracking.template import load_default_template
 from npga.train.capture_tracking import REFINED_TRACKING_FILE, CaptureTracking
 
+FRAME_KEYS = {"training": "training_frames", "held-out": "held_out_frames"}
+
+
+def _avatar_frames(avatar: Path, which: str) -> list[int]:
+    """The avatar's training or held-out frames, from the report npga create wrote beside it."""
+    path = avatar / "report.json"
+    try:
+        frames = json.loads(path.read_text())[FRAME_KEYS[which]]
+    except (OSError, ValueError, KeyError):
+        raise CliError(
+            f"{path}: no list of {which} frames (an avatar made by npga create has one)"
+        ) from None
+    return [int(t) for t in frames]
+
 
 def cmd_eval_views(args: argparse.Namespace) -> None:
     try:
@@ -24,6 +38,7 @@ def cmd_eval_views(args: argparse.Namespace) -> None:
         tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
     except (BundleError, ValueError) as error:
         raise CliError(str(error)) from None
+    frames = _avatar_frames(args.avatar, args.frames)
     try:
         fit_camera = args.fit_camera or CaptureDataset(args.capture).front_camera
         with tempfile.TemporaryDirectory(prefix="npga-views-") as scratch:
@@ -35,6 +50,7 @@ def cmd_eval_views(args: argparse.Namespace) -> None:
                 fit_camera,
                 load_default_template(),
                 Path(scratch) / "rescaled",
+                frames=frames,
                 timesteps=args.timesteps,
                 fit_steps=args.fit_poses,
             )
@@ -68,6 +84,14 @@ def add_commands(commands: Any) -> None:
     views.add_argument("capture", type=Path, help="the multi-view capture the clip came from")
     views.add_argument("--cameras", nargs="+", required=True, help="the cameras to evaluate")
     views.add_argument("--fit-camera", help="camera the poses are refined on (default: front)")
+    views.add_argument(
+        "--frames",
+        choices=tuple(FRAME_KEYS),
+        default="training",
+        help="the avatar's frames to evaluate at: training (only the viewpoint is new) or "
+        "held-out (the clip's end; with the fit camera as --cameras: self-reenactment in the "
+        "rig's own image)",
+    )
     views.add_argument("--timesteps", type=positive_int, default=24, help="frames evaluated")
     views.add_argument("--fit-poses", type=positive_int, default=100, help="pose-fit steps")
     views.add_argument("--json", type=Path, help="write the report here")

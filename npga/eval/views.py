@@ -95,17 +95,21 @@ def evaluate_views(
     template: FaceTemplate,
     scratch: Path,
     *,
+    frames: list[int] | None = None,
     timesteps: int = 24,
     fit_steps: int = 100,
 ) -> dict[str, Any]:
-    """The protocol of the module doc, as a JSON-ready report."""
+    """The protocol of the module doc, as a JSON-ready report. ``frames``: the avatar's frames
+    to evaluate at (default: all it tracked; up to ``timesteps`` of them, evenly spread)."""
     rig = CaptureDataset(capture)
     for name in [*cameras, fit_camera]:
         if name not in rig.camera_names:
             raise ValueError(
                 f"{capture}: no camera {name!r} (cameras: {', '.join(rig.camera_names)})"
             )
-    trained = [int(t) for t in avatar_tracking.timesteps if int(t) in set(rig.timesteps)]
+    pool = frames if frames is not None else [int(t) for t in avatar_tracking.timesteps]
+    tracked = set(avatar_tracking.timesteps.tolist())
+    trained = [t for t in pool if t in set(rig.timesteps) and t in tracked]
     if not trained:
         raise ValueError(f"{capture}: shares no timestep with the avatar's tracked frames")
     picks = np.linspace(0, len(trained) - 1, min(timesteps, len(trained)))
