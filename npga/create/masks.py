@@ -1,10 +1,10 @@
 """Stage 3b of ``npga create``: head masks and the images training sees.
 
 MediaPipe's selfie segmentation (its model ships inside the mediapipe wheel) separates the
-person from the background. The torso does not follow the head, so the mask is cut off a little
-below the chin: pixels further along the face's downward axis than the chin plus
-``NECK_FACE_UNITS`` are background. The image training sees is the crop composited onto the
-white background the avatar is rendered on.
+person from the background. The torso does not follow the head, so the mask is cut in the
+face's own frame: below the jaw only a neck-wide band is kept (no shoulders), and nothing
+further along the face's downward axis than the chin plus ``NECK_FACE_UNITS``. The image
+training sees is the crop composited onto the white background the avatar is rendered on.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from npga.tracking.procrustes import Similarity
 
 CHIN = 152  # Face Mesh landmark at the bottom of the chin
 NECK_FACE_UNITS = 0.25  # how much neck the mask keeps below the chin, face units
-CUT_SOFTNESS_FACE_UNITS = 0.05  # width of the fade at the cut
+JAW_FACE_UNITS = 0.35  # above this height over the chin, the whole width is kept
+NECK_HALF_WIDTH_FACE_UNITS = 0.55  # below it, a neck this wide either side of the chin
+CUT_SOFTNESS_FACE_UNITS = 0.05  # width of the fade at the cuts
 
 
 class PersonSegmenter(Closing):
@@ -46,17 +48,31 @@ def neck_cut(
     points: np.ndarray,  # [L, 3] landmarks in the image, pixels
     pose: Similarity,  # template -> image
 ) -> np.ndarray:
-    """[H, W] float32 weights: 1 above the cut below the chin, fading to 0 past it."""
+    """[H, W] float32 weights that keep the head and a stub of neck: everything above the jaw
+    (``JAW_FACE_UNITS`` above the chin, along the face's own downward axis), below it only a
+    band of neck ``NECK_HALF_WIDTH_FACE_UNITS`` either side of the chin (not the shoulders),
+    and nothing further than ``NECK_FACE_UNITS`` below the chin; soft edges."""
     down = pose.rotation[:2, 1]  # the face's +y (downward) axis, in the image plane
     norm = float(np.linalg.norm(down))
     if norm < 1e-6:  # the face looks straight up or down: no in-image downward axis
         return np.ones(shape, np.float32)
     down = down / norm
+    across = np.array([-down[1], down[0]])
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    along = (xs - points[CHIN, 0]) * down[0] + (ys - points[CHIN, 1]) * down[1]
-    neck = NECK_FACE_UNITS * pose.scale * norm
+    dx, dy = xs - points[CHIN, 0], ys - points[CHIN, 1]
+    along = dx * down[0] + dy * down[1]  # pixels below the chin
+    side = np.abs(dx * across[0] + dy * across[1])  # pixels beside the chin
+    unit = pose.scale * norm  # pixels per face unit along the face's height, in the image
     soft = max(CUT_SOFTNESS_FACE_UNITS * pose.scale, 1.0)
-    return np.clip((neck + soft - along) / soft, 0.0, 1.0).astype(np.float32)
+
+    def below(value: np.ndarray, limit: float) -> np.ndarray:  # 1 under limit, 0 past it
+        return np.clip((limit + soft - value) / soft, 0.0, 1.0)
+
+    above_jaw = below(along, -JAW_FACE_UNITS * unit)
+    neck_band = below(side, NECK_HALF_WIDTH_FACE_UNITS * pose.scale)
+    return (np.maximum(above_jaw, neck_band) * below(along, NECK_FACE_UNITS * unit)).astype(
+        np.float32
+    )
 
 
 def composite_on_white(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
