@@ -38,7 +38,7 @@ def cmd_eval_views(args: argparse.Namespace) -> None:
         tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
     except (BundleError, ValueError) as error:
         raise CliError(str(error)) from None
-    frames = _avatar_frames(args.avatar, args.frames)
+    frames = args.at if args.at else _avatar_frames(args.avatar, args.frames)
     try:
         fit_camera = args.fit_camera or CaptureDataset(args.capture).front_camera
         with tempfile.TemporaryDirectory(prefix="npga-views-") as scratch:
@@ -80,7 +80,9 @@ def add_commands(commands: Any) -> None:
         "other cameras at the avatar's training frames. See npga/eval/views.py.",
         formatter_class=DefaultsHelpFormatter,
     )
-    views.add_argument("avatar", type=Path, help="avatar bundle written by npga create")
+    views.add_argument(
+        "avatar", type=Path, help="avatar bundle with its tracking (npga create or npga train)"
+    )
     views.add_argument("capture", type=Path, help="the multi-view capture the clip came from")
     views.add_argument("--cameras", nargs="+", required=True, help="the cameras to evaluate")
     views.add_argument("--fit-camera", help="camera the poses are refined on (default: front)")
@@ -91,6 +93,14 @@ def add_commands(commands: Any) -> None:
         help="the avatar's frames to evaluate at: training (only the viewpoint is new) or "
         "held-out (the clip's end; with the fit camera as --cameras: self-reenactment in the "
         "rig's own image)",
+    )
+    views.add_argument(
+        "--at",
+        nargs="+",
+        type=int,
+        metavar="T",
+        help="evaluate at these timesteps instead (any avatar with its tracking beside it, "
+        "e.g. one trained by npga train, for comparison)",
     )
     views.add_argument("--timesteps", type=positive_int, default=24, help="frames evaluated")
     views.add_argument("--fit-poses", type=positive_int, default=100, help="pose-fit steps")
