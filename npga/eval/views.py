@@ -180,6 +180,7 @@ def evaluate_views(
     avatar.eval()
     return {
         "timesteps": len(kept),
+        "timesteps_evaluated": list(kept),
         "fit_camera": fit_camera,
         "rig_to_avatar_scale": round(factor, 4),
         "fit_view": evaluate_split(avatar, scaled, fitted, kept, [fit_camera]).summary(),
