@@ -292,6 +292,7 @@ def test_bad_videos_get_one_line(
     assert "truncated" in err
     assert "no such file" in _cli_error(capsys, str(tmp_path / "missing.mp4"), "--out", out)
     assert not (tmp_path / "avatar").exists()
+    assert not any((tmp_path / f"w{i}").exists() for i in (1, 2, 3))  # nothing left behind
 
 
 def test_output_paths_are_checked_first(performance, tmp_path: Path, capsys) -> None:

@@ -167,7 +167,10 @@ def _prepare_work(video: Path, work: Path, config: CreateConfig, resume: bool) -
             )
         return StageTimes(saved.get("stage_seconds", {}))
     if work.exists() and any(work.iterdir()):
-        raise CreateError(f"{work}: holds a run already; pass --resume or another --work")
+        raise CreateError(
+            f"{work}: holds a run already; continue it with --resume, or remove it or choose "
+            "another --work"
+        )
     work.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=1))
     return StageTimes()
@@ -366,16 +369,20 @@ def create_avatar(
     if not video.is_file():
         raise CreateError(f"{video}: no such file")
     source = _open_video(video)
+    new_work = not resume and not work.exists()
     times = _prepare_work(video, work, config, resume)
     template = load_default_template()
-
-    since = time.perf_counter()
-    clip = _observe(video, source, work, resume, progress)
-    times.add("decode_and_observe", since)
-    _save_times(work, times)
-
-    since = time.perf_counter()
-    selection = _select(video, clip, work, config, template, progress)
+    try:  # a video found unusable leaves no run directory behind that this call made
+        since = time.perf_counter()
+        clip = _observe(video, source, work, resume, progress)
+        times.add("decode_and_observe", since)
+        _save_times(work, times)
+        since = time.perf_counter()
+        selection = _select(video, clip, work, config, template, progress)
+    except CreateError:
+        if new_work:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     frames = selection.frames
     shown = sorted(frames.train_frames + frames.test_frames)
     landmarks = _landmarks_in_crop(clip, selection, shown)

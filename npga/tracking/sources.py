@@ -55,7 +55,10 @@ class VideoFileSource(FrameSource):
                 length = stream.frames or None
                 rate = stream.average_rate or stream.guessed_rate
         except (av.error.FFmpegError, IndexError, OSError) as error:
-            raise SourceError(f"{path}: cannot open as a video ({_reason(error)})") from None
+            raise SourceError(
+                f"{path}: cannot open as a video: not a video file, or a truncated or damaged "
+                f"one ({_reason(error)})"
+            ) from None
         super().__init__(str(path), length)
         self.path = path
         self.fps = float(rate) if rate and 1 <= float(rate) <= 1000 else DEFAULT_FPS
