@@ -303,3 +303,30 @@ def test_output_paths_are_checked_first(performance, tmp_path: Path, capsys) -> 
     taken.mkdir()
     (taken / "notes.txt").write_text("mine")
     assert "not an avatar" in _cli_error(capsys, str(clip), "--out", str(taken))
+
+
+def test_the_head_mask_keeps_head_and_neck_not_shoulders() -> None:
+    from npga.create.masks import CHIN, neck_cut
+    from npga.tracking.expression import canonicalize
+    from npga.tracking.template import load_default_template
+
+    template = load_default_template()
+    points = template.points * 40.0 + np.array([128.0, 110.0, 0.0])  # upright, 40 px per unit
+    pose, _ = canonicalize(points, template)
+    cut = neck_cut((256, 256), points, pose)
+    chin_x, chin_y = points[CHIN, :2]
+    assert cut[int(chin_y) - 60, int(chin_x)] == 1.0  # the face
+    assert cut[int(chin_y) - 30, int(chin_x) + 70] == 1.0  # beside the cheek: hair, ears
+    assert cut[int(chin_y) + 5, int(chin_x) + 4] == 1.0  # the neck just under the chin
+    assert cut[int(chin_y) + 5, int(chin_x) + 60] == 0.0  # a shoulder beside it
+    assert cut[int(chin_y) + 40, int(chin_x)] == 0.0  # the chest
+    # The head rolled by 40 degrees: the cut follows the face's own downward axis.
+    angle = np.radians(40.0)
+    roll = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
+                     [0, 0, 1]])  # fmt: skip
+    rolled = (points - points[CHIN]) @ roll.T + points[CHIN]
+    rolled_cut = neck_cut((256, 256), rolled, canonicalize(rolled, template)[0])
+    down = roll[:2, 1]  # the rolled face's downward direction in the image
+    chest = np.round(points[CHIN, :2] + 40 * down).astype(int)
+    neck = np.round(points[CHIN, :2] + 5 * down).astype(int)
+    assert rolled_cut[chest[1], chest[0]] == 0.0 and rolled_cut[neck[1], neck[0]] == 1.0
