@@ -42,7 +42,7 @@ from npga.data import CaptureDataset
 from npga.eval.evaluate import evaluate
 from npga.eval.expression import expression_errors
 from npga.eval.pose_fit import fit_poses
-from npga.tracking.sources import VideoFileSource
+from npga.tracking.sources import SourceError, VideoFileSource
 from npga.tracking.template import FaceTemplate, load_default_template
 from npga.train import CaptureTracking, DensifyStrategy, TrainConfig, Trainer
 from npga.train.capture_tracking import (
@@ -186,8 +186,6 @@ def _save_times(work: Path, times: StageTimes) -> None:
 
 
 def _open_video(video: Path) -> VideoFileSource:
-    from npga.tracking.sources import SourceError
-
     try:
         return VideoFileSource(video)
     except SourceError as error:
@@ -197,8 +195,6 @@ def _open_video(video: Path) -> VideoFileSource:
 def _observe(
     video: Path, source: VideoFileSource, work: Path, resume: bool, progress: Progress
 ) -> ClipObservations:
-    from npga.tracking.sources import SourceError
-
     update = progress.stage("1/6 decoding, Face Mesh", source.length)
     try:
         clip = observe_clip(source, work / OBSERVATIONS_FILE, resume, lambda n: update(n, "frames"))

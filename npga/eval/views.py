@@ -152,8 +152,8 @@ def evaluate_views(
                 f"{capture}: no camera {name!r} (cameras: {', '.join(rig.camera_names)})"
             )
     pool = frames if frames is not None else [int(t) for t in avatar_tracking.timesteps]
-    tracked = set(avatar_tracking.timesteps.tolist())
-    trained = [t for t in pool if t in set(rig.timesteps) and t in tracked]
+    usable = set(avatar_tracking.timesteps.tolist()) & set(rig.timesteps)
+    trained = [t for t in pool if t in usable]
     if not trained:
         raise ValueError(f"{capture}: shares no timestep with the avatar's tracked frames")
     picks = np.linspace(0, len(trained) - 1, min(timesteps, len(trained)))
