@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -17,11 +18,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from npga.bench import RenderBenchConfig, bench_render
 from npga.bundle import AvatarBundle, BundleError, load_bundle, save_bundle
-from npga.cameras import Cameras, orbit_cameras
+from npga.cameras import Cameras
 from npga.cli_args import CliError, device_arg, positive_float, positive_int
 from npga.create import cli as create_cli
 from npga.data import cli as data_cli
 from npga.eval import cli as eval_cli
+from npga.framing import FRAMINGS, Framer, HeadFrame, frontal_camera
 from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
 from npga.recording import RecordingError, load_recording, synthetic_recording
 from npga.train import cli as train_cli
@@ -63,21 +65,17 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def _render_cameras(bundle: AvatarBundle, kind: str, resolution: int, frames: int) -> list[Cameras]:
-    """One camera per frame: the bundle's default camera, or an orbit around the head."""
-    base = bundle.default_camera.to("cpu")
-    scale = resolution / max(base.width, base.height)
-    width = 2 * round(base.width * scale / 2)
-    height = 2 * round(base.height * scale / 2)
-    front = base.resized(width, height)
+    """One camera per frame: frontal on the head, the training rig's front camera, or an orbit
+    around the head (npga/framing.py)."""
+    if kind == "capture":
+        base = bundle.default_camera.to("cpu")
+        scale = resolution / max(base.width, base.height)
+        return [base.resized(2 * round(base.width * scale / 2), 2 * round(base.height * scale / 2))]
+    head = HeadFrame.of_avatar(bundle.avatar)
     if kind == "front":
-        return [front] * frames
-    distance = float(front.centers()[0].norm())
-    focal = float(front.intrinsics[0, 0, 0])
+        return [frontal_camera(head, resolution)]
     yaws = [40.0 * math.sin(2 * math.pi * i / max(frames, 1)) for i in range(frames)]
-    return [
-        orbit_cameras([yaw], distance=distance, focal_px=focal, width=width, height=height)
-        for yaw in yaws
-    ]
+    return [frontal_camera(head, resolution, yaw_degrees=yaw) for yaw in yaws]
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -91,8 +89,14 @@ def cmd_render(args: argparse.Namespace) -> None:
             f"{args.codes}: codes have {recording.expression_dim} dims but the avatar's "
             f"expression space has {bundle.config.expression_dim}"
         )
+    if args.out.parent and not args.out.parent.is_dir():
+        raise CliError(f"{args.out}: its folder does not exist")
     frames = recording.num_frames if args.frames is None else min(args.frames, recording.num_frames)
-    cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
+    try:
+        cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
+    except ValueError as error:
+        raise CliError(f"{args.avatar}: {error}") from None
+    framer = Framer(HeadFrame.of_avatar(bundle.avatar), args.framing)
     fps = args.fps or recording.fps()
     translations = recording.translation_metres().astype(np.float32)
     avatar = bundle.avatar
@@ -108,14 +112,15 @@ def cmd_render(args: argparse.Namespace) -> None:
         cache = avatar.inference_cache()
         task = progress.add_task("render", total=frames)
         for i in range(frames):
+            rotation = recording.rotation_wxyz[i]
+            shown = framer.translation(rotation, translations[i], float(recording.timestamps[i]))
             pose = HeadPose(
-                torch.from_numpy(recording.rotation_wxyz[i : i + 1]).to(device),
-                torch.from_numpy(translations[i : i + 1]).to(device),
+                torch.from_numpy(rotation[None]).to(device),
+                torch.from_numpy(shown[None]).to(device),
             )
             codes = torch.from_numpy(recording.codes[i : i + 1]).to(device)
-            result = avatar.render(
-                codes, cameras[i].to(device), pose, background=background, cache=cache
-            )
+            camera = cameras[i % len(cameras)].to(device)
+            result = avatar.render(codes, camera, pose, background=background, cache=cache)
             writer.write(to_uint8(result.rgb[0, 0].float().cpu().numpy()))
             progress.advance(task)
     size = f"{cameras[0].width}x{cameras[0].height}"
@@ -154,10 +159,17 @@ def cmd_track(args: argparse.Namespace) -> None:
     from npga.tracking.run import observe_source, recording_from_observations
     from npga.tracking.sources import SourceError, open_source
 
-    if args.basis is not None and args.fit_basis is not None:
-        raise CliError("give either --basis (use a basis) or --fit-basis (fit one), not both")
+    given = [
+        "--" + n.replace("_", "-")
+        for n in ("avatar", "basis", "fit_basis")
+        if getattr(args, n) is not None
+    ]
+    if len(given) > 1:
+        raise CliError(f"give one of --avatar, --basis and --fit-basis, not {' and '.join(given)}")
     try:
         basis = ExpressionBasis.load(args.basis) if args.basis is not None else None
+        if args.avatar is not None:
+            basis = _load(args.avatar, torch.device("cpu")).expression_encoder()
         source = open_source(args.input, fps=args.fps, max_frames=args.frames)
     except (ValueError, SourceError) as error:
         raise CliError(str(error)) from None
@@ -232,7 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--out", type=Path, required=True, help="output video (.mp4)")
     rend.add_argument("--resolution", type=positive_int, default=512, help="longer image side")
     rend.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu | cuda")
-    rend.add_argument("--camera", choices=("front", "orbit"), default="front")
+    rend.add_argument(
+        "--camera",
+        choices=("front", "orbit", "capture"),
+        default="front",
+        help="front: straight at the face; orbit: swinging ±40° around the head; capture: the "
+        "training rig's front camera",
+    )
+    rend.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="auto",
+        help="auto: the camera follows the head smoothly and keeps it framed; fixed: the head "
+        "held at its rest position; free: the translation as recorded (docs/rendering.md)",
+    )
     rend.add_argument("--fps", type=positive_float, help="default: from the recording")
     rend.add_argument("--frames", type=positive_int, help="render at most this many frames")
     rend.set_defaults(run=cmd_render)
@@ -259,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     track = commands.add_parser("track", help="track a face video into a code recording")
     track.add_argument("input", help="video file, folder of images, or camera index (0, 1, ...)")
     track.add_argument("--out", type=Path, required=True, help="code recording to write (.npz)")
+    track.add_argument(
+        "--avatar",
+        type=Path,
+        help="encode in this avatar's expression space (then: npga render AVATAR --codes OUT)",
+    )
     track.add_argument("--basis", type=Path, help="encode with this expression basis (.json)")
     track.add_argument("--fit-basis", type=Path, help="fit a basis on this input, write it here")
     track.add_argument("--expression-dim", type=positive_int, default=48, help="for --fit-basis")
@@ -297,7 +327,7 @@ def _command_modules() -> list[Callable[[Any], None]]:
     """``add_commands(subparsers)`` of every package that brings its own subcommands."""
     return [
         data_cli.add_commands,
-        train_cli.add_commands,
+        functools.partial(train_cli.add_commands, held_out=eval_cli.held_out_summary),
         eval_cli.add_commands,
         create_cli.add_commands,
     ]

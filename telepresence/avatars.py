@@ -12,6 +12,7 @@ import torch
 from npga.bundle import DEMO_AVATAR_DIR, AvatarBundle, load_bundle
 from npga.cameras import Cameras
 from npga.codes import ExpressionFrame
+from npga.framing import Framer, HeadFrame, frontal_camera
 from npga.model import HeadPose, InferenceCache
 from npga.tracking import topology
 
@@ -22,10 +23,11 @@ DEMO_AVATAR_ID = "demo"
 class LoadedAvatar:
     id: str
     bundle: AvatarBundle
-    camera: Cameras  # the bundle's default camera at the server's resolution
+    camera: Cameras  # frontal on its head, at the server's resolution
     cache: InferenceCache
     face_unit_metres: float  # the avatar's outer-eye-corner distance
     encoder_json: str  # ExpressionBasis JSON for senders
+    head: HeadFrame  # where its head is: what the frontal camera and framers aim at
 
     @property
     def expression_dim(self) -> int:
@@ -87,7 +89,7 @@ def demo_bundle(device: torch.device) -> AvatarBundle:
 
 
 def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
-    camera = bundle.default_camera
+    head = HeadFrame.of_avatar(bundle.avatar)
     template = bundle.avatar.prior.template.detach().cpu().numpy()
     face_unit = float(
         np.linalg.norm(template[topology.LEFT_EYE_OUTER] - template[topology.RIGHT_EYE_OUTER])
@@ -95,19 +97,25 @@ def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAva
     return LoadedAvatar(
         id=avatar_id,
         bundle=bundle,
-        camera=camera.resized(resolution, resolution),
+        camera=frontal_camera(head, resolution),
         cache=bundle.avatar.inference_cache(),
         face_unit_metres=face_unit,
         encoder_json=json.dumps(bundle.expression_encoder().to_json()),
+        head=head,
     )
 
 
 def render_avatar(
-    avatar: LoadedAvatar, frames: list[ExpressionFrame | None], background: float = 1.0
+    avatar: LoadedAvatar,
+    frames: list[ExpressionFrame | None],
+    framers: list[Framer | None] | None = None,
+    background: float = 1.0,
 ) -> np.ndarray:
-    """Render B expression frames (None = neutral) of one avatar: [B, H, W, 3] uint8.
+    """Render B expression frames (None = neutral) of one avatar: [B, H, W, 3] uint8, each
+    framed by its session's framer (None: the translation as sent; npga/framing.py).
 
-    Called from the render worker thread, never from the event loop.
+    Called from the render worker thread, never from the event loop (the framers' state lives
+    there too).
     """
     device = avatar.bundle.avatar.device
     b, e = len(frames), avatar.expression_dim
@@ -119,6 +127,9 @@ def render_avatar(
             codes[i] = frame.code
             rotations[i] = frame.rotation_wxyz
             translations[i] = frame.translation * avatar.face_unit_metres
+            framer = framers[i] if framers is not None else None
+            if framer is not None:
+                translations[i] = framer.translation(rotations[i], translations[i], frame.timestamp)
     pose = HeadPose(
         torch.from_numpy(rotations).to(device), torch.from_numpy(translations).to(device)
     )

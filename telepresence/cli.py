@@ -19,6 +19,7 @@ from aiohttp import web
 
 from npga.cli_args import non_negative_int
 from npga.codes import ExpressionFrame
+from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
 from npga.tracking.sources import SourceError
 from telepresence.app import AVATARS, create_app
@@ -166,7 +167,7 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
     probe = FrameProbe(record_path=args.record)
     client = TelepresenceClient(
         args.server, args.room, role, avatar=args.avatar, token=args.token, seats=args.seats,
-        ice_servers=tuple(args.ice_server or ()), on_frame=probe,
+        framing=args.framing, ice_servers=tuple(args.ice_server or ()), on_frame=probe,
         ice_from_server=args.server_ice or args.relay_only, relay_only=args.relay_only,
     )  # fmt: skip
     try:
@@ -315,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--view-only", action="store_true", help="join as a viewer")
     send.add_argument("--avatar", help="avatar id (default: the server's first)")
     send.add_argument("--token")
+    send.add_argument(
+        "--framing",
+        choices=FRAMINGS,
+        default="auto",
+        help="how the server frames your avatar: auto follows the head and keeps it framed, "
+        "fixed holds it at rest, free applies your translation as sent (default: auto)",
+    )
     send.add_argument("--seats", type=_positive(int), default=1, help="avatar videos to receive")
     send.add_argument("--record", type=Path, help="write the received avatar (seat 0) to .mp4")
     send.add_argument("--show", action="store_true", help="show the received avatar in a window")

@@ -20,6 +20,7 @@ from aiortc import (
 from aiortc.sdp import SessionDescription
 
 from npga.codes import decode_frame
+from npga.framing import FRAMINGS, Framer
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
 from telepresence.encode import X264Encoder, watch_rtcp
@@ -50,6 +51,7 @@ class OfferRequest:
     avatar: str | None
     token: str | None
     see_self: bool
+    framing: str = "auto"
 
     @classmethod
     def parse(cls, body: Any) -> OfferRequest:
@@ -72,7 +74,10 @@ class OfferRequest:
         see_self = body.get("see_self", role == "sender")
         if not isinstance(see_self, bool):
             raise OfferError("'see_self' must be true or false")
-        return cls(sdp, kind, role, avatar, token, see_self)
+        framing = body.get("framing", "auto")
+        if framing not in FRAMINGS:
+            raise OfferError(f"'framing' must be one of {', '.join(map(repr, FRAMINGS))}")
+        return cls(sdp, kind, role, avatar, token, see_self, framing)
 
 
 class PeerManager:
@@ -105,6 +110,8 @@ class PeerManager:
             except KeyError as error:
                 raise OfferError(str(error.args[0]), status=404) from None
         participant = self.rooms.join(room_name, request.role, avatar_id, request.see_self)
+        if avatar_id is not None:
+            participant.framer = Framer(self.avatars.get(avatar_id).head, request.framing)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(participant.id)))
         self._peers[participant.id] = (pc, participant)
         self._wire(pc, participant)
@@ -256,6 +263,8 @@ class PeerManager:
             )
         elif kind == "avatar":
             self._switch_avatar(participant, request.get("avatar"))
+        elif kind == "framing":
+            self._switch_framing(participant, request.get("framing"))
         else:
             self._error(participant, "ctrl", f"unknown ctrl message type {kind!r}")
 
@@ -269,6 +278,8 @@ class PeerManager:
             self._error(participant, "ctrl", str(error.args[0]))
             return
         participant.avatar_id = avatar.id
+        mode = participant.framer.mode if participant.framer is not None else "auto"
+        participant.framer = Framer(avatar.head, mode)
         participant.latest = None  # codes of the old avatar's space mean nothing to the new one
         participant.rendered = None
         self._announce(participant)
@@ -276,6 +287,17 @@ class PeerManager:
             participant.send_ctrl(
                 {"type": "avatar", "avatar": avatar.id, "expression_dim": avatar.expression_dim}
             )
+
+    def _switch_framing(self, participant: Participant, mode: Any) -> None:
+        if participant.framer is None:
+            self._error(participant, "ctrl", "only senders choose a framing")
+            return
+        if mode not in FRAMINGS:
+            self._error(participant, "ctrl", f"framing must be one of {', '.join(FRAMINGS)}")
+            return
+        participant.framer = Framer(participant.framer.head, str(mode))
+        if participant.send_ctrl is not None:
+            participant.send_ctrl({"type": "framing", "framing": mode})
 
     async def close(self, participant_id: str) -> None:
         watchdog = self._watchdogs.pop(participant_id, None)

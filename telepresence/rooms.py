@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from npga.codes import ExpressionFrame
+from npga.framing import Framer
 from telepresence.config import Limits
 
 SEQ_MODULUS = 2**32
@@ -39,6 +40,7 @@ class Participant:
     role: str  # "sender" | "viewer"
     avatar_id: str | None  # what a sender publishes
     see_self: bool = False
+    framer: Framer | None = None  # a sender's framing (npga/framing.py); used by the render worker
     latest: ExpressionFrame | None = None  # newest accepted expression frame
     latest_received: float = 0.0  # time.monotonic() of that frame
     rendered: np.ndarray | None = None  # [H*3/2, W] uint8 yuv420p, newest render

@@ -106,7 +106,8 @@ class RenderScheduler:
         results = []
         for avatar_id, group in by_avatar.items():
             frames = [frame for _, frame in group]
-            images = render_avatar(self.avatars.get(avatar_id), frames)
+            framers = [participant.framer for participant, _ in group]
+            images = render_avatar(self.avatars.get(avatar_id), frames, framers)
             for (participant, frame), rgb in zip(group, images, strict=True):
                 seq = frame.seq if frame is not None else None
                 if self.stamp_frames:

@@ -57,6 +57,7 @@ class TelepresenceClient:
         token: str | None = None,
         seats: int = 1,
         see_self: bool | None = None,
+        framing: str = "auto",
         ice_servers: tuple[str, ...] = (),
         on_frame: FrameCallback | None = None,
         prefer_h264: bool = True,
@@ -70,6 +71,7 @@ class TelepresenceClient:
         self.token = token
         self.seats = seats
         self.see_self = see_self if see_self is not None else role == "sender"
+        self.framing = framing
         self.on_frame = on_frame
         self.prefer_h264 = prefer_h264
         self.stats = ClientStats()
@@ -138,6 +140,7 @@ class TelepresenceClient:
             "avatar": self.avatar,
             "token": self.token,
             "see_self": self.see_self,
+            "framing": self.framing,
         }
         url = f"{self.server}/api/rooms/{self.room}/offer"
         try:

@@ -162,7 +162,7 @@ def test_novel_views_of_a_created_avatar(created, rig: Path, tmp_path: Path, cap
     assert main([*argv, "--fit-poses", "5", "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["timesteps"] >= 3 and report["fit_camera"] == "cam_01"
-    novel, fitted = report["novel_view"]["overall"], report["fit_view"]["overall"]
+    novel, fitted = report["novel_view"], report["fit_view"]
     assert novel["images"] == 2 * report["timesteps"]
     # 45 degrees off the only view it saw: worse than that view, far better than nothing there.
     assert 12.0 < novel["psnr"] < fitted["psnr"], report

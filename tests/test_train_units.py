@@ -9,15 +9,14 @@ import torch
 from skimage.metrics import structural_similarity
 
 from npga.cameras import orbit_cameras
-from npga.eval.metrics import masked_psnr, psnr, ssim
-from npga.model import HeadPose, synthetic_avatar
+from npga.model import HeadPose, PoseCorrections, synthetic_avatar
 from npga.model.config import AvatarConfig
+from npga.photometric import masked_psnr, psnr, ssim
+from npga.tracking.capture import projection_matrices, triangulate, triangulate_face
 from npga.tracking.template import load_default_template
-from npga.train.capture_tracking import projection_matrices, triangulate, triangulate_face
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, DensifyStrategy, accumulate, refine
 from npga.train.init import carve_hull, project_points
-from npga.train.poses import PoseCorrections
 from npga.train.setup import new_optimizer
 
 

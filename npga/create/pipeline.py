@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from npga.create.camera import CropCamera, crop_camera
-from npga.create.capture import CAMERA_NAME, write_capture
+from npga.create.capture import write_capture
 from npga.create.observe import ClipObservations, observe_clip
 from npga.create.people import PersonChoice, choose_person
 from npga.create.preview import write_previews
@@ -40,17 +40,17 @@ from npga.create.select import FrameSelection, select_frames
 from npga.create.tracking import track_monocular
 from npga.data import CaptureDataset
 from npga.eval.evaluate import evaluate
-from npga.eval.expression import expression_errors
 from npga.eval.pose_fit import fit_poses
-from npga.tracking.sources import SourceError, VideoFileSource
-from npga.tracking.template import FaceTemplate, load_default_template
-from npga.train import CaptureTracking, DensifyStrategy, TrainConfig, Trainer
-from npga.train.capture_tracking import (
+from npga.tracking.capture import (
     BASIS_FILE,
     FITTED_TRACKING_FILE,
     REFINED_TRACKING_FILE,
     TRACKING_FILE,
+    CaptureTracking,
 )
+from npga.tracking.sources import SourceError, VideoFileSource
+from npga.tracking.template import FaceTemplate, load_default_template
+from npga.train import DensifyStrategy, TrainConfig, Trainer
 from npga.train.checkpoint import has_checkpoint
 
 SETTINGS_FILE = "settings.json"
@@ -292,7 +292,7 @@ def _train(
     start_file = run / START_FILE
     if not start_file.is_file():  # the untrained avatar's held-out figures, for the report
         start = evaluate(trainer.avatar.eval(), dataset, tracking, "test")
-        start_file.write_text(json.dumps(start["self_reenactment"]["overall"]))
+        start_file.write_text(json.dumps(_headline(start["self_reenactment"])))
         trainer.avatar.train()
     total = trainer.config.iterations
     update = progress.stage("5/6 training", total)
@@ -315,6 +315,11 @@ def _train(
     return trainer
 
 
+def _headline(split: dict[str, Any]) -> dict[str, Any]:
+    """A split's image metrics without the per-camera breakdown (one camera here)."""
+    return {k: v for k, v in split.items() if k != "per_camera"}
+
+
 def _evaluate(
     trainer: Trainer,
     dataset: CaptureDataset,
@@ -327,13 +332,12 @@ def _evaluate(
     update = progress.stage("6/6 evaluation", 2)
     avatar = trainer.avatar.eval()
     tracking = trainer.refined_tracking()
-    tracked = evaluate(avatar, dataset, tracking, "test")["self_reenactment"]["overall"]
+    tracked = _headline(evaluate(avatar, dataset, tracking, "test")["self_reenactment"])
     update(1, "poses fitted to the held-out frames")
     fitted_tracking = fit_poses(avatar, dataset, tracking, dataset.splits.test_timesteps, steps)
-    fitted = evaluate(avatar, dataset, fitted_tracking, "test")["self_reenactment"]["overall"]
-    fitted |= expression_errors(
-        avatar, dataset, fitted_tracking, dataset.splits.test_timesteps, CAMERA_NAME, template
-    )
+    fitted = evaluate(avatar, dataset, fitted_tracking, "test", template=template)
+    fitted = fitted["self_reenactment"]
+    fitted.pop("per_camera")
     update(2, f"PSNR {fitted['psnr']:.2f} dB (in the mask {fitted['psnr_mask']:.2f})")
     return tracked, fitted, fitted_tracking
 

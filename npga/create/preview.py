@@ -12,7 +12,7 @@ from PIL import Image
 from npga.data import CaptureDataset
 from npga.eval.evaluate import render_timestep
 from npga.model import GaussianAvatar
-from npga.train import CaptureTracking
+from npga.tracking.capture import CaptureTracking
 from npga.video import VideoWriter, to_uint8
 
 GRID_ROWS = 6

@@ -15,11 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from npga.create.camera import FACE_UNIT_METRES, CropCamera, head_pose_metres
+from npga.tracking.capture import FORWARD, CaptureTracking, fit_expression_space
 from npga.tracking.expression import canonicalize
 from npga.tracking.procrustes import rotation_to_quat_wxyz
 from npga.tracking.template import FaceTemplate
-from npga.train import CaptureTracking, fit_expression_space
-from npga.train.capture_tracking import FORWARD
 
 # The neutral frame (whose head pose the bundle's default camera looks from) is the most neutral
 # training frame among those facing the camera within this angle: the default view is frontal.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class CaptureDataset:
         resolution: int | None = None,  # downscale so the width is ``resolution``
         cameras: list[str] | None = None,
         cache: bool = True,
+        world_scale: float = 1.0,  # camera positions times this: the rig at an avatar's scale
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -73,7 +74,12 @@ class CaptureDataset:
         self.codes: CaptureCodes | None = read_codes(self.root, self.timesteps)
         self._size = downscaled_size(source.width, source.height, resolution)
         index = torch.tensor([rig.names.index(c) for c in self.camera_names])
-        self.cameras = source.select(index).resized(*self._size)
+        rig_cameras = source.select(index).resized(*self._size)
+        if world_scale != 1.0:
+            world_to_cam = rig_cameras.world_to_cam.clone()
+            world_to_cam[:, :3, 3] *= world_scale
+            rig_cameras = replace(rig_cameras, world_to_cam=world_to_cam)
+        self.cameras = rig_cameras
         self._cache: dict[tuple[int, str, bool], np.ndarray] | None = {} if cache else None
 
     def __len__(self) -> int:

@@ -13,7 +13,8 @@ project installs, and nothing is downloaded at run time.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,66 +23,78 @@ from torch import Tensor
 
 from npga.cameras import Cameras
 from npga.data import CaptureDataset
-from npga.eval.metrics import masked_psnr, psnr, ssim
+from npga.eval.expression import ExpressionScore, read_face, unavailable
+from npga.eval.regions import project_landmarks, region_masks
 from npga.model import GaussianAvatar, HeadPose, InferenceCache
-from npga.train.capture_tracking import CaptureTracking
+from npga.photometric import masked_psnr, psnr, ssim
+from npga.tracking.capture import CaptureTracking
+from npga.tracking.facemesh import FaceMeshTracker
+from npga.tracking.template import FaceTemplate
 
 NOVEL_VIEW_TIMESTEPS = 24
 LPIPS_NOTE = "not computed: no LPIPS weights are available locally (never downloaded)"
+NEUTRAL_KEYS = ("psnr", "psnr_mask", "psnr_mouth", "psnr_eyes")  # reported for the baseline
 
 
-@dataclass
-class MetricSums:
-    """Running sums of per-image metrics."""
-
-    psnr: float = 0.0
-    ssim: float = 0.0
-    psnr_mask: float = 0.0
-    images: int = 0
-    masked: int = 0
-
-    def add(self, psnr_value: float, ssim_value: float, mask_value: float | None) -> None:
-        self.psnr += psnr_value
-        self.ssim += ssim_value
-        self.images += 1
-        if mask_value is not None:
-            self.psnr_mask += mask_value
-            self.masked += 1
-
-    def summary(self) -> dict[str, Any]:
-        n = max(self.images, 1)
-        return {
-            "psnr": round(self.psnr / n, 3),
-            "ssim": round(self.ssim / n, 4),
-            "psnr_mask": round(self.psnr_mask / self.masked, 3) if self.masked else None,
-            "images": self.images,
-        }
+def _mean(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Per key, the mean of the rows' values that are not None (None where none is)."""
+    means: dict[str, float | None] = {}
+    for key in rows[0] if rows else []:
+        values = [float(v) for row in rows if (v := row[key]) is not None]
+        places = 4 if key in ("ssim", "flip") else 3
+        means[key] = round(float(np.mean(values)), places) if values else None
+    return means
 
 
 @dataclass
 class SplitResult:
+    """Per-image metrics of one split, by camera, and its expression score."""
+
     timesteps: list[int]
     cameras: list[str]
-    per_camera: dict[str, MetricSums] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, float | None]]] = field(default_factory=dict)
+    neutral_rows: dict[str, list[dict[str, float | None]]] = field(default_factory=dict)
+    expression: ExpressionScore | None = None
+    expression_missing: str | None = None  # why the expression error could not be measured
 
     def summary(self) -> dict[str, Any]:
-        overall = MetricSums()
-        for sums in self.per_camera.values():
-            overall.psnr += sums.psnr
-            overall.ssim += sums.ssim
-            overall.psnr_mask += sums.psnr_mask
-            overall.images += sums.images
-            overall.masked += sums.masked
-        return {
+        every = [row for name in self.cameras for row in self.rows[name]]
+        neutral = [row for name in self.cameras for row in self.neutral_rows[name]]
+        report: dict[str, Any] = {
             "timesteps": len(self.timesteps),
             "cameras": self.cameras,
-            "overall": overall.summary(),
-            "per_camera": {name: s.summary() for name, s in self.per_camera.items()},
+            "images": len(every),
+            **_mean(every),
+            "neutral_driven": {k: v for k, v in _mean(neutral).items() if k in NEUTRAL_KEYS},
         }
+        if self.expression is not None:
+            report |= self.expression.summary()
+        elif self.expression_missing is not None:
+            report |= unavailable(self.expression_missing)
+        report["per_camera"] = {name: _mean(self.rows[name]) for name in self.cameras}
+        return report
 
 
 # (timestep, camera names, ground truth [C, H, W, 3], rendered [C, H, W, 3]) -> None
 FrameSink = Callable[[int, list[str], Tensor, Tensor], None]
+
+
+def neutral_driven(tracking: CaptureTracking) -> CaptureTracking:
+    """The same frames driven by the neutral code (zero): the baseline of every metric."""
+    return replace(tracking, codes=np.zeros_like(tracking.codes))
+
+
+def _drive(
+    tracking: CaptureTracking, timestep: int, device: torch.device
+) -> tuple[Tensor, HeadPose]:
+    """Codes [1, E] and pose of a tracked timestep."""
+    row = tracking.index(timestep)
+    codes = torch.from_numpy(tracking.codes[row : row + 1]).to(device)
+    pose = HeadPose(
+        torch.from_numpy(tracking.rotation_wxyz[row : row + 1]).to(device),
+        torch.from_numpy(tracking.translation[row : row + 1]).to(device),
+    )
+    return codes, pose
 
 
 @torch.no_grad()
@@ -93,16 +106,52 @@ def render_timestep(
     cache: InferenceCache | None = None,  # avatar.inference_cache(), reused across timesteps
 ) -> Tensor:
     """The avatar at a tracked timestep from C cameras: [C, H, W, 3] in [0, 1]."""
-    row = tracking.index(timestep)
-    codes = torch.from_numpy(tracking.codes[row : row + 1]).to(avatar.device)
-    pose = HeadPose(
-        torch.from_numpy(tracking.rotation_wxyz[row : row + 1]).to(avatar.device),
-        torch.from_numpy(tracking.translation[row : row + 1]).to(avatar.device),
-    )
+    codes, pose = _drive(tracking, timestep, avatar.device)
     with torch.inference_mode():
         cache = cache or avatar.inference_cache()
         result = avatar.render(codes, cameras.to(avatar.device), pose, cache=cache)
     return result.rgb[0].clamp(0, 1).float().cpu()
+
+
+def image_metrics(
+    rendered: Tensor,  # [H, W, 3]
+    truth: Tensor,  # [H, W, 3]
+    head: Tensor | None,  # [H, W, 1] head mask, if the capture has one
+    regions: dict[str, Tensor],  # name -> [H, W, 1] (regions.region_masks)
+    flip: bool,
+) -> dict[str, float | None]:
+    """PSNR over the image, the head and each region, SSIM, and (if asked) mean FLIP."""
+    row: dict[str, float | None] = {
+        "psnr": float(psnr(rendered, truth)),
+        "ssim": float(ssim(rendered[None], truth[None])[0]),
+        "psnr_mask": float(masked_psnr(rendered, truth, head)) if head is not None else None,
+    }
+    for name, mask in regions.items():
+        row[f"psnr_{name}"] = float(masked_psnr(rendered, truth, mask)) if mask.any() else None
+    if flip:
+        row["flip"] = flip_error(rendered, truth)
+    return row
+
+
+def flip_error(rendered: Tensor, truth: Tensor) -> float:
+    """Mean FLIP (NVIDIA's perceptual difference, LDR, 67 pixels per degree) of [H, W, 3]."""
+    import flip_evaluator
+
+    _, mean, _ = flip_evaluator.evaluate(
+        truth.numpy().astype(np.float32),
+        rendered.numpy().astype(np.float32),
+        "LDR",
+        applyMagma=False,
+    )
+    return float(mean)
+
+
+@dataclass(frozen=True)
+class ExpressionSetup:
+    """What the expression and pose error need: the camera they are read in and the tracker."""
+
+    camera: str
+    template: FaceTemplate
 
 
 def evaluate_split(
@@ -111,27 +160,86 @@ def evaluate_split(
     tracking: CaptureTracking,
     timesteps: list[int],
     cameras: list[str],
+    *,
+    expression: ExpressionSetup | None = None,
+    flip: bool = False,
     sink: FrameSink | None = None,
 ) -> SplitResult:
-    """Metrics of every (timestep, camera) pair whose timestep has a tracked face."""
+    """Metrics of every (timestep, camera) pair whose timestep has a tracked face, of the avatar
+    and of the avatar driven by its neutral code; with ``expression``, the expression and pose
+    error in its camera (one of ``cameras``)."""
     tracked = set(tracking.timesteps.tolist())
     usable = [t for t in timesteps if t in tracked]
-    result = SplitResult(usable, cameras, {name: MetricSums() for name in cameras})
+    result = SplitResult(
+        usable, cameras, {name: [] for name in cameras}, {name: [] for name in cameras}
+    )
     cache = avatar.inference_cache()
-    for timestep in usable:
-        frame = dataset.frame(timestep, cameras)
-        rendered = render_timestep(avatar, tracking, timestep, frame.cameras, cache)
-        psnrs = psnr(rendered, frame.images)
-        ssims = ssim(rendered, frame.images)
-        masked = (
-            masked_psnr(rendered, frame.images, frame.masks) if frame.masks is not None else None
-        )
-        for i, name in enumerate(cameras):
-            mask_value = float(masked[i]) if masked is not None else None
-            result.per_camera[name].add(float(psnrs[i]), float(ssims[i]), mask_value)
-        if sink is not None:
-            sink(timestep, cameras, frame.images, rendered)
+    baseline = neutral_driven(tracking)
+    with ExitStack() as stack:
+        facemesh = None
+        if expression is not None:
+            facemesh = stack.enter_context(FaceMeshTracker(static_images=True))
+            try:
+                result.expression = _expression_score(
+                    avatar, dataset, tracking, expression, facemesh, cache
+                )
+            except ValueError as error:
+                result.expression_missing = str(error)
+        for timestep in usable:
+            frame = dataset.frame(timestep, cameras)
+            rendered = render_timestep(avatar, tracking, timestep, frame.cameras, cache)
+            neutral = render_timestep(avatar, baseline, timestep, frame.cameras, cache)
+            codes, pose = _drive(tracking, timestep, avatar.device)
+            points = project_landmarks(avatar, codes, pose, frame.cameras)  # [C, L, 2]
+            height, width = rendered.shape[1:3]
+            for i, name in enumerate(cameras):
+                regions = region_masks(points[i], height, width)
+                head = frame.masks[i] if frame.masks is not None else None
+                truth = frame.images[i]
+                result.rows[name].append(image_metrics(rendered[i], truth, head, regions, flip))
+                result.neutral_rows[name].append(
+                    image_metrics(neutral[i], truth, head, regions, flip=False)
+                )
+            if expression is not None and facemesh is not None and result.expression:
+                i = cameras.index(expression.camera)
+                result.expression.add(
+                    read_face(facemesh, frame.images[i], expression.template),
+                    read_face(facemesh, rendered[i], expression.template),
+                    read_face(facemesh, neutral[i], expression.template),
+                )
+            if sink is not None:
+                sink(timestep, cameras, frame.images, rendered)
     return result
+
+
+def _expression_score(
+    avatar: GaussianAvatar,
+    dataset: CaptureDataset,
+    tracking: CaptureTracking,
+    setup: ExpressionSetup,
+    facemesh: FaceMeshTracker,
+    cache: InferenceCache,
+) -> ExpressionScore:
+    """The score with its neutral references: the driver and the avatar at the neutral frame."""
+    neutral = tracking.neutral_timestep
+    frame = dataset.frame(neutral, [setup.camera])
+    rendered = render_timestep(avatar, tracking, neutral, frame.cameras, cache)[0]
+    truth = read_face(facemesh, frame.images[0], setup.template)
+    render = read_face(facemesh, rendered, setup.template)
+    if truth is None or render is None:
+        side = "the image" if truth is None else "the avatar's render"
+        raise ValueError(
+            f"Face Mesh finds no face in {side} of camera {setup.camera!r} at the neutral frame "
+            f"(timestep {neutral})"
+        )
+    return ExpressionScore(truth, render)
+
+
+def novel_view_timesteps(dataset: CaptureDataset) -> list[int]:
+    """Up to ``NOVEL_VIEW_TIMESTEPS`` training timesteps, evenly spread."""
+    train = dataset.splits.train_timesteps
+    chosen = np.linspace(0, len(train) - 1, min(NOVEL_VIEW_TIMESTEPS, len(train)))
+    return sorted({train[round(float(i))] for i in chosen})
 
 
 def evaluate(
@@ -140,8 +248,13 @@ def evaluate(
     tracking: CaptureTracking,
     split: str = "test",
     sinks: Mapping[str, FrameSink] | None = None,
+    *,
+    template: FaceTemplate | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
-    """The whole protocol (see the module doc) as a JSON-ready report."""
+    """The whole protocol (see the module doc) as a JSON-ready report. With ``template``, the
+    expression and pose error too (self-reenactment: the front camera; novel view: the first
+    held-out camera)."""
     splits = dataset.splits
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train', got {split!r}")
@@ -149,19 +262,34 @@ def evaluate(
     if not timesteps:
         raise ValueError(f"{dataset.root}: splits.json has no {split} timesteps")
     sinks = sinks or {}
+
+    def setup(camera: str) -> ExpressionSetup | None:
+        return ExpressionSetup(camera, template) if template is not None else None
+
     report: dict[str, Any] = {
         "split": split,
         "self_reenactment": evaluate_split(
-            avatar, dataset, tracking, timesteps, dataset.camera_names, sinks.get("self")
+            avatar,
+            dataset,
+            tracking,
+            timesteps,
+            dataset.camera_names,
+            expression=setup(dataset.front_camera),
+            flip=flip,
+            sink=sinks.get("self"),
         ).summary(),
     }
     held_out = [c for c in splits.test_cameras if c in dataset.camera_names]
     if held_out:
-        train = splits.train_timesteps
-        chosen = np.linspace(0, len(train) - 1, min(NOVEL_VIEW_TIMESTEPS, len(train)))
-        novel_timesteps = sorted({train[round(float(i))] for i in chosen})
         report["novel_view"] = evaluate_split(
-            avatar, dataset, tracking, novel_timesteps, held_out, sinks.get("novel")
+            avatar,
+            dataset,
+            tracking,
+            novel_view_timesteps(dataset),
+            held_out,
+            expression=setup(held_out[0]),
+            flip=flip,
+            sink=sinks.get("novel"),
         ).summary()
     report["lpips"] = LPIPS_NOTE
     return report

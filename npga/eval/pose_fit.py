@@ -15,12 +15,10 @@ import numpy as np
 import torch
 
 from npga.data import CaptureDataset
-from npga.model import GaussianAvatar
+from npga.model import GaussianAvatar, HeadPose, PoseCorrections
+from npga.photometric import photometric_loss
 from npga.render import render
-from npga.train.capture_tracking import CaptureTracking
-from npga.train.losses import photometric_loss
-from npga.train.poses import PoseCorrections
-from npga.train.setup import head_pose
+from npga.tracking.capture import CaptureTracking
 
 FIT_LEARNING_RATES = (2e-3, 2e-4)  # rotation (radians), translation (metres), at the start
 FIT_FINAL_FRACTION = 0.05  # the rates decay exponentially to this share over the steps
@@ -71,7 +69,10 @@ def _fit_one(
     optimizer = correction.optimizer(*FIT_LEARNING_RATES)
     initial_rates = [group["lr"] for group in optimizer.param_groups]
     codes = torch.from_numpy(tracking.codes[row : row + 1]).to(device)
-    tracked = head_pose(tracking, [row]).to(device)
+    tracked = HeadPose(
+        torch.from_numpy(tracking.rotation_wxyz[row : row + 1]).to(device),
+        torch.from_numpy(tracking.translation[row : row + 1]).to(device),
+    )
     only = torch.zeros(1, dtype=torch.long, device=device)
     for step in range(steps):
         decay = FIT_FINAL_FRACTION ** (step / steps)

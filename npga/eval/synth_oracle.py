@@ -35,10 +35,10 @@ from npga.data.synth.head import PARAMETERS, HeadModel, build_head, pose_head
 from npga.data.synth.raster import render_views
 from npga.data.synth.rig import animate, vertex_light
 from npga.data.synth.writer import RIG_FILE, SETTINGS_FILE, SUBJECTS, SynthConfig
-from npga.eval.metrics import mse, psnr
 from npga.geometry import quat_to_rotmat
+from npga.photometric import mse, psnr
+from npga.tracking.capture import CaptureTracking
 from npga.tracking.procrustes import Similarity, weighted_procrustes
-from npga.train.capture_tracking import CaptureTracking
 
 NUM_LANDMARKS = 478  # the first vertices of the synthetic head are its Face Mesh landmarks
 

@@ -40,16 +40,16 @@ from npga.data.layout import (
 from npga.eval.evaluate import evaluate_split
 from npga.eval.pose_fit import fit_poses
 from npga.model import GaussianAvatar
-from npga.tracking.expression import canonicalize
-from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
-from npga.tracking.template import FaceTemplate
-from npga.train.capture_tracking import (
+from npga.tracking.capture import (
     MIN_VIEWS,
     CaptureTracking,
     detect_landmarks,
     projection_matrices,
     triangulate_face,
 )
+from npga.tracking.expression import canonicalize
+from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
+from npga.tracking.template import FaceTemplate
 from npga.video import to_uint8
 
 

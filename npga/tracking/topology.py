@@ -17,6 +17,7 @@ RIGID = (
 )  # fmt: skip
 NON_RIGID_WEIGHT = 0.02
 NOSE_TIP = 1
+CHIN = 152
 
 # Eyes (subject's right eye is on the image's left).
 RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_TOP, RIGHT_EYE_BOTTOM = 33, 133, 159, 145

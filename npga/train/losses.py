@@ -1,22 +1,11 @@
-"""The photometric loss and the regularisers of training (NPGA §3.3, 3DGS §7)."""
+"""The regularisers of training (NPGA §3.3); the photometric loss is in npga.photometric."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from npga.eval.metrics import ssim_map
 from npga.model import FineResiduals, laplacian_loss
-
-
-def photometric_loss(
-    rgb: Tensor,  # [P, H, W, 3] rendered
-    target: Tensor,  # [P, H, W, 3]
-    dssim_weight: float,
-) -> Tensor:
-    """3DGS's loss: (1 - w) * L1 + w * (1 - SSIM), with w = ``dssim_weight``."""
-    l1 = (rgb - target).abs().mean()
-    return (1.0 - dssim_weight) * l1 + dssim_weight * (1.0 - ssim_map(rgb, target).mean())
 
 
 def dynamics_vector(fine: FineResiduals, face_unit: float) -> Tensor:

@@ -14,7 +14,7 @@ from npga.data import CaptureDataset
 from npga.geometry import quat_to_rotmat
 from npga.model import AvatarConfig, GaussianAvatar, HeadPose
 from npga.render.projection import SH_C0
-from npga.train.capture_tracking import CaptureTracking
+from npga.tracking.capture import CaptureTracking
 from npga.train.config import TrainConfig
 from npga.train.init import initial_gaussians
 

@@ -23,14 +23,14 @@ from torch import nn
 
 from npga.bundle import save_bundle
 from npga.data import CaptureDataset
-from npga.model import GaussianAvatar, knn_graph, laplacian_loss
+from npga.model import GaussianAvatar, PoseCorrections, knn_graph, laplacian_loss
+from npga.photometric import photometric_loss
 from npga.render import render
+from npga.tracking.capture import REFINED_TRACKING_FILE, CaptureTracking
 from npga.train import checkpoint as ckpt
-from npga.train.capture_tracking import REFINED_TRACKING_FILE, CaptureTracking
 from npga.train.config import TrainConfig
 from npga.train.densify import DensifyState, accumulate, refine
-from npga.train.losses import dynamics_laplacian, offset_penalty, photometric_loss, scale_penalty
-from npga.train.poses import PoseCorrections
+from npga.train.losses import dynamics_laplacian, offset_penalty, scale_penalty
 from npga.train.setup import (
     apply_rates,
     avatar_config,

@@ -200,6 +200,8 @@ class Session {
           role: this.role,
           avatar: this.role === "sender" ? this.avatar : undefined,
           token: this.token,
+          // ?framing=auto|fixed|free (docs/protocol.md); the server defaults to auto
+          framing: this.role === "sender" ? (params.get("framing") ?? undefined) : undefined,
         }),
       });
       if (this.closed) return;

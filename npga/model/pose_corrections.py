@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from npga.geometry import axis_angle_to_quat, quat_multiply, quat_normalize
-from npga.model import HeadPose
+from npga.model.avatar import HeadPose
 
 
 class PoseCorrections(nn.Module):

@@ -1,4 +1,5 @@
-"""Image metrics: PSNR (whole image or inside a mask) and SSIM (Wang et al. 2004).
+"""Comparing images: the metrics evaluation reports (PSNR, whole image or inside a mask; SSIM,
+Wang et al. 2004) and the photometric loss training and pose fitting minimise.
 
 Images are float tensors in [0, 1] with channels last, [..., H, W, 3]; every function reduces the
 last three dimensions and keeps the leading ones.
@@ -86,3 +87,13 @@ def _check_pair(prediction: Tensor, target: Tensor) -> None:
 
 def mse_to_psnr(value: float) -> float:
     return -10.0 * math.log10(max(value, 1e-12))
+
+
+def photometric_loss(
+    rgb: Tensor,  # [P, H, W, 3] rendered
+    target: Tensor,  # [P, H, W, 3]
+    dssim_weight: float,
+) -> Tensor:
+    """3DGS's loss: (1 - w) * L1 + w * (1 - SSIM), with w = ``dssim_weight``."""
+    l1 = (rgb - target).abs().mean()
+    return (1.0 - dssim_weight) * l1 + dssim_weight * (1.0 - ssim_map(rgb, target).mean())

@@ -42,7 +42,7 @@ from npga.tracking.expression import (
     fit_code_calibration,
 )
 from npga.tracking.facemesh import FaceMeshTracker
-from npga.tracking.procrustes import rotation_to_quat_wxyz, weighted_procrustes
+from npga.tracking.procrustes import Similarity, rotation_to_quat_wxyz, weighted_procrustes
 from npga.tracking.template import FaceTemplate
 
 TRACKING_FILE = "tracking.npz"  # as tracked (what training starts from; reused on resume)
@@ -259,6 +259,52 @@ def fit_expression_space(
     return basis, basis.encode(displacements).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class _Triangulated:
+    """The timesteps whose head the rig triangulates, with the front camera's view of it."""
+
+    rows: list[int]  # indices into the tracked timesteps
+    similarities: list[Similarity]  # template (face units) -> world (metres)
+    canonical: np.ndarray  # [R, L, 3] triangulated landmarks, pose removed, face units
+    monocular: np.ndarray  # [R, L, 3] the front camera's, canonicalised as a live sender does
+
+
+def _triangulate_all(
+    landmarks: np.ndarray,  # [T, C, L, 3] pixels
+    found: np.ndarray,  # [T, C] bool
+    cameras: Cameras,
+    front_index: int,
+    template: FaceTemplate,
+) -> _Triangulated:
+    projections = projection_matrices(cameras)
+    centres = cameras.centers().detach().cpu().double().numpy()  # [C, 3]
+    rows, similarities, canonical, monocular = [], [], [], []
+    for ti in range(landmarks.shape[0]):
+        views = np.flatnonzero(found[ti])
+        if views.size < MIN_VIEWS or not found[ti, front_index]:
+            continue
+        world = triangulate_face(
+            landmarks[ti, views, :, :2], projections[views], centres[views], template
+        )
+        similarity = weighted_procrustes(template.points, world, template.weights)
+        similarities.append(similarity)
+        canonical.append(similarity.invert(world))
+        monocular.append(canonicalize(landmarks[ti, front_index], template)[1])
+        rows.append(ti)
+    num_landmarks = template.points.shape[0]
+    empty = np.zeros((0, num_landmarks, 3))
+    return _Triangulated(
+        rows,
+        similarities,
+        np.stack(canonical) if canonical else empty,
+        np.stack(monocular) if monocular else empty,
+    )
+
+
+def _rotations(similarities: list[Similarity]) -> np.ndarray:
+    return np.stack([rotation_to_quat_wxyz(s.rotation) for s in similarities]).astype(np.float32)
+
+
 def track_capture(
     landmarks: np.ndarray,  # [T, C, L, 3] pixels (Face Mesh x, y, relative z)
     found: np.ndarray,  # [T, C] bool
@@ -271,45 +317,87 @@ def track_capture(
 ) -> CaptureTracking:
     """Poses and codes from triangulated landmarks, the live path's calibration from the front
     camera (see the module doc)."""
-    projections = projection_matrices(cameras)
-    centres = cameras.centers().detach().cpu().double().numpy()  # [C, 3]
-    usable, similarities, canonical, monocular = [], [], [], []
-    for ti in range(len(timesteps)):
-        views = np.flatnonzero(found[ti])
-        if views.size < MIN_VIEWS or not found[ti, front_index]:
-            continue
-        world = triangulate_face(
-            landmarks[ti, views, :, :2], projections[views], centres[views], template
-        )
-        similarity = weighted_procrustes(template.points, world, template.weights)
-        similarities.append(similarity)
-        canonical.append(similarity.invert(world))
-        monocular.append(canonicalize(landmarks[ti, front_index], template)[1])
-        usable.append(ti)
+    seen = _triangulate_all(landmarks, found, cameras, front_index, template)
     train_set = set(train_timesteps)
-    train_rows = [i for i, ti in enumerate(usable) if timesteps[ti] in train_set]
+    train_rows = [i for i, ti in enumerate(seen.rows) if timesteps[ti] in train_set]
     if len(train_rows) < expression_dim:
         raise ValueError(
             f"only {len(train_rows)} training timesteps have a face seen by the front camera and "
             f"{MIN_VIEWS - 1} other camera(s); a {expression_dim}-dim basis needs {expression_dim}"
         )
-    basis, codes = fit_expression_space(np.stack(canonical), train_rows, expression_dim, template)
-    monocular_codes = basis.encode(_displacements(np.stack(monocular), train_rows))
+    basis, codes = fit_expression_space(seen.canonical, train_rows, expression_dim, template)
+    monocular_codes = basis.encode(_displacements(seen.monocular, train_rows))
     calibration = fit_code_calibration(monocular_codes[train_rows], codes[train_rows])
-    face_unit = float(np.median([s.scale for s in similarities]))
+    face_unit = float(np.median([s.scale for s in seen.similarities]))
     neutral_row = train_rows[int(np.argmin(np.linalg.norm(codes[train_rows], axis=1)))]
     return CaptureTracking(
-        timesteps=np.asarray([timesteps[ti] for ti in usable], dtype=np.int64),
+        timesteps=np.asarray([timesteps[ti] for ti in seen.rows], dtype=np.int64),
         codes=codes,
         monocular_codes=monocular_codes.astype(np.float32),
         calibration=calibration.astype(np.float32),
-        rotation_wxyz=np.stack([rotation_to_quat_wxyz(s.rotation) for s in similarities]).astype(
-            np.float32
-        ),
-        translation=np.stack([s.translation for s in similarities]).astype(np.float32),
-        neutral_landmarks=(canonical[neutral_row] * face_unit).astype(np.float32),
+        rotation_wxyz=_rotations(seen.similarities),
+        translation=np.stack([s.translation for s in seen.similarities]).astype(np.float32),
+        neutral_landmarks=(seen.canonical[neutral_row] * face_unit).astype(np.float32),
         face_unit_metres=face_unit,
-        neutral_timestep=int(timesteps[usable[neutral_row]]),
+        neutral_timestep=int(timesteps[seen.rows[neutral_row]]),
         basis=basis,
         detection_rate=float(found[:, front_index].mean()),
     )
+
+
+@dataclass(frozen=True)
+class AvatarSpace:
+    """The expression space of a trained avatar, which a capture of its subject is tracked into."""
+
+    basis: ExpressionBasis  # the avatar's own (uncalibrated) encoder
+    calibration: np.ndarray  # [E, E]: live codes = calibration @ monocular codes
+    template_landmarks: np.ndarray  # [L, 3] the avatar's neutral landmarks, metres
+    face_unit_metres: float  # the avatar's outer-eye-corner distance
+
+
+def track_into_space(
+    landmarks: np.ndarray,  # [T, C, L, 3] pixels (Face Mesh x, y, relative z)
+    found: np.ndarray,  # [T, C] bool
+    timesteps: list[int],
+    cameras: Cameras,  # the C cameras, at the resolution the landmarks were detected in
+    front_index: int,
+    template: FaceTemplate,
+    space: AvatarSpace,
+) -> tuple[CaptureTracking, float]:
+    """A capture the avatar never saw, tracked into its expression space: poses triangulated as
+    :func:`track_capture` does; codes on the avatar's basis, never a new basis. The multi-view
+    codes are displacements from the avatar's own neutral (its template: the subject's face at
+    code zero, in the same canonical frame); the front camera's monocular codes from this
+    capture's robust neutral, as a live sender calibrates its own (one view reads a face
+    flatter than the rig does, so the template is not its neutral).
+
+    Returns the tracking, in the avatar's metres, and the factor that takes this rig's metres to
+    them (the avatar's face unit over the one the rig measures): the rig's cameras must be scaled
+    by it (``CaptureDataset(world_scale=...)``)."""
+    seen = _triangulate_all(landmarks, found, cameras, front_index, template)
+    if not seen.rows:
+        raise ValueError(
+            f"no timestep has a face seen by the front camera and {MIN_VIEWS - 1} other camera(s)"
+        )
+    every = list(range(len(seen.rows)))
+    neutral = space.template_landmarks / space.face_unit_metres  # [L, 3] face units
+    codes = space.basis.encode(seen.canonical - neutral).astype(np.float32)
+    monocular = space.basis.encode(_displacements(seen.monocular, every)).astype(np.float32)
+    factor = space.face_unit_metres / float(np.median([s.scale for s in seen.similarities]))
+    neutral_row = int(np.argmin(np.linalg.norm(codes, axis=1)))
+    tracking = CaptureTracking(
+        timesteps=np.asarray([timesteps[ti] for ti in seen.rows], dtype=np.int64),
+        codes=codes,
+        monocular_codes=monocular,
+        calibration=space.calibration.astype(np.float32),
+        rotation_wxyz=_rotations(seen.similarities),
+        translation=(np.stack([s.translation for s in seen.similarities]) * factor).astype(
+            np.float32
+        ),
+        neutral_landmarks=space.template_landmarks.astype(np.float32),
+        face_unit_metres=space.face_unit_metres,
+        neutral_timestep=int(timesteps[seen.rows[neutral_row]]),
+        basis=space.basis,
+        detection_rate=float(found[:, front_index].mean()),
+    )
+    return tracking, factor
