@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from npga.bench import RenderBenchConfig, bench_render
 from npga.bundle import AvatarBundle, BundleError, load_bundle, save_bundle
 from npga.cameras import Cameras
-from npga.cli_args import CliError, device_arg, positive_float, positive_int
+from npga.cli_args import CliError, device_arg, positive_float, positive_int, show_defaults
 from npga.create import cli as create_cli
 from npga.data import cli as data_cli
 from npga.eval import cli as eval_cli
@@ -173,6 +173,9 @@ def cmd_track(args: argparse.Namespace) -> None:
         source = open_source(args.input, fps=args.fps, max_frames=args.frames)
     except (ValueError, SourceError) as error:
         raise CliError(str(error)) from None
+    for path in (args.out, args.fit_basis):
+        if path is not None and not path.parent.is_dir():
+            raise CliError(f"{path}: its folder does not exist")
     template = basis.template if basis is not None else load_default_template()
     checkpoint = args.out.with_name(args.out.name + ".partial.npz")
     columns = (TextColumn("tracking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -186,11 +189,17 @@ def cmd_track(args: argparse.Namespace) -> None:
                 resume=args.resume,
                 on_frame=lambda done: progress.update(task, completed=done),
             )
-        result = recording_from_observations(log, template, basis, fit_dim=args.expression_dim)
     except (ValueError, SourceError) as error:
         if checkpoint.exists():
             raise CliError(f"{error} (progress kept: rerun with --resume)") from None
         raise CliError(str(error)) from None
+    try:
+        result = recording_from_observations(log, template, basis, fit_dim=args.expression_dim)
+    except ValueError as error:  # too few frames for a basis: the observations are kept
+        raise CliError(
+            f"{error}: track a longer video, pass a smaller --expression-dim with --resume (the "
+            "frames observed are kept), or encode in an avatar's space with --avatar"
+        ) from None
     result.recording.save(args.out)
     checkpoint.unlink(missing_ok=True)
     if args.fit_basis is not None:
@@ -265,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     br = bench_commands.add_parser("render", help="deformation + rasterisation time per frame")
-    br.add_argument("--gaussians", type=positive_int, default=20_000)
+    br.add_argument(
+        "--gaussians", type=positive_int, default=20_000, help="Gaussians of the procedural avatar"
+    )
     br.add_argument("--resolution", type=positive_int, default=256, help="image height")
     br.add_argument("--width", type=positive_int, help="image width (default: = resolution)")
     br.add_argument("--device", type=device_arg, default=torch.device("cpu"), help="cpu | cuda")
@@ -276,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     br.set_defaults(run=cmd_bench_render)
 
     bt = bench_commands.add_parser("track", help="Face Mesh + pose + encoding frames per second")
-    bt.add_argument("--frames", type=positive_int, default=300)
-    bt.add_argument("--expression-dim", type=positive_int, default=48)
+    bt.add_argument("--frames", type=positive_int, default=300, help="timed frames")
+    bt.add_argument("--expression-dim", type=positive_int, default=48, help="code size E")
     bt.add_argument("--json", action="store_true", help="print one JSON object")
     bt.set_defaults(run=cmd_bench_track)
 
@@ -301,26 +312,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     make = commands.add_parser("make-avatar", help="write a procedural avatar bundle")
     make.add_argument("out", type=Path, help="bundle directory to write")
-    make.add_argument("--gaussians", type=positive_int, default=20_000)
-    make.add_argument("--expression-dim", type=positive_int, default=48)
+    make.add_argument("--gaussians", type=positive_int, default=20_000, help="Gaussians")
+    make.add_argument("--expression-dim", type=positive_int, default=48, help="code size E")
     make.add_argument("--resolution", type=positive_int, default=512, help="default camera size")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--seed", type=int, default=0, help="random seed")
     make.set_defaults(run=cmd_make_avatar)
 
     codes = commands.add_parser("make-codes", help="write a synthetic code recording")
     codes.add_argument("out", type=Path, help=".npz file to write")
     source = codes.add_mutually_exclusive_group()
     source.add_argument("--avatar", type=Path, help="match this avatar's expression space")
-    source.add_argument("--expression-dim", type=positive_int, default=48)
-    codes.add_argument("--seconds", type=positive_float, default=5.0)
-    codes.add_argument("--fps", type=positive_float, default=30.0)
-    codes.add_argument("--seed", type=int, default=0)
+    source.add_argument(
+        "--expression-dim", type=positive_int, default=48, help="code size E (without --avatar)"
+    )
+    codes.add_argument("--seconds", type=positive_float, default=5.0, help="length")
+    codes.add_argument("--fps", type=positive_float, default=30.0, help="frames per second")
+    codes.add_argument("--seed", type=int, default=0, help="random seed")
     codes.set_defaults(run=cmd_make_codes)
 
     # Subcommands that live with their packages: each module adds its parsers.
     for add_commands in _command_modules():
         add_commands(commands)
-    return parser
+    return show_defaults(parser)
 
 
 def _command_modules() -> list[Callable[[Any], None]]:

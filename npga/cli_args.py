@@ -63,3 +63,13 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if action.default is None or action.default is False or action.default == "==SUPPRESS==":
             return text
         return f"{text} (default: %(default)s)"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` and every subcommand parser under it, formatted by DefaultsHelpFormatter."""
+    parser.formatter_class = DefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)
+    return parser

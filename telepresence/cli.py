@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from npga.cli_args import non_negative_int
+from npga.cli_args import non_negative_int, show_defaults
 from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
@@ -222,6 +222,8 @@ def cmd_send(args: argparse.Namespace) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> None:
+    if not args.secret.strip():
+        raise CliError("--secret is empty: give the secret the server was started with")
     print(mint_token(args.secret, args.room, args.role, args.ttl))
 
 
@@ -241,8 +243,12 @@ def _env_list(name: str, separator: str = ",") -> list[str] | None:
 def _add_server_options(p: argparse.ArgumentParser) -> None:
     """Every option also reads a TELEPRESENCE_* environment variable (docs/deployment.md)."""
     env = os.environ.get
-    p.add_argument("--host", default=env("TELEPRESENCE_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("TELEPRESENCE_PORT", "8080")))
+    p.add_argument(
+        "--host", default=env("TELEPRESENCE_HOST", "127.0.0.1"), help="address to listen on"
+    )
+    p.add_argument(
+        "--port", type=int, default=int(env("TELEPRESENCE_PORT", "8080")), help="port to listen on"
+    )
     p.add_argument(
         "--avatar",
         type=Path,
@@ -252,9 +258,17 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=env("TELEPRESENCE_DEVICE", "cpu"), help="cpu | cuda")
     p.add_argument(
-        "--resolution", type=_positive(int), default=int(env("TELEPRESENCE_RESOLUTION", "256"))
+        "--resolution",
+        type=_positive(int),
+        default=int(env("TELEPRESENCE_RESOLUTION", "256")),
+        help="side of the square avatar video (pixels)",
     )
-    p.add_argument("--fps", type=_positive(float), default=float(env("TELEPRESENCE_FPS", "30")))
+    p.add_argument(
+        "--fps",
+        type=_positive(float),
+        default=float(env("TELEPRESENCE_FPS", "30")),
+        help="video frame rate",
+    )
     p.add_argument(
         "--secret",
         default=env("TELEPRESENCE_SECRET"),
@@ -284,7 +298,10 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
         help="coturn's static-auth-secret: per-client TURN credentials via /api/ice",
     )
     p.add_argument(
-        "--turn-ttl", type=_positive(float), default=float(env("TELEPRESENCE_TURN_TTL", "3600"))
+        "--turn-ttl",
+        type=_positive(float),
+        default=float(env("TELEPRESENCE_TURN_TTL", "3600")),
+        help="lifetime of the TURN credentials /api/ice hands out (seconds)",
     )
     p.add_argument(
         "--ice-host-address",
@@ -306,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     send = commands.add_parser("send", help="send expression frames and receive the avatar")
-    send.add_argument("--server", default="http://127.0.0.1:8080")
-    send.add_argument("--room", required=True)
+    send.add_argument("--server", default="http://127.0.0.1:8080", help="the server's URL")
+    send.add_argument("--room", required=True, help="room to join")
     source = send.add_mutually_exclusive_group()
     source.add_argument("--camera", type=int, help="camera index")
     source.add_argument("--video", type=Path, help="video file to track")
@@ -315,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true", help="synthetic codes")
     source.add_argument("--view-only", action="store_true", help="join as a viewer")
     send.add_argument("--avatar", help="avatar id (default: the server's first)")
-    send.add_argument("--token")
+    send.add_argument("--token", help="room token (telepresence token), if the server has a secret")
     send.add_argument(
         "--framing",
         choices=FRAMINGS,
@@ -337,18 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(run=cmd_send)
 
     token = commands.add_parser("token", help="mint a room token")
-    token.add_argument("--secret", required=True)
-    token.add_argument("--room", required=True)
-    token.add_argument("--role", choices=("sender", "viewer"), required=True)
+    token.add_argument("--secret", required=True, help="the server's --secret")
+    token.add_argument("--room", required=True, help="the room the token admits to")
+    token.add_argument(
+        "--role", choices=("sender", "viewer"), required=True, help="what the holder may do"
+    )
     token.add_argument("--ttl", type=_positive(float), default=3600.0, help="seconds")
     token.set_defaults(run=cmd_token)
 
     bench = commands.add_parser("bench", help="end-to-end benchmark on loopback")
-    bench.add_argument("--sessions", type=_positive(int), default=1)
-    bench.add_argument("--seconds", type=_positive(float), default=10.0)
-    bench.add_argument("--resolution", type=_positive(int), default=256)
-    bench.add_argument("--fps", type=_positive(float), default=30.0)
-    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--sessions", type=_positive(int), default=1, help="concurrent senders")
+    bench.add_argument("--seconds", type=_positive(float), default=10.0, help="measured time")
+    bench.add_argument(
+        "--resolution", type=_positive(int), default=256, help="avatar video side (pixels)"
+    )
+    bench.add_argument("--fps", type=_positive(float), default=30.0, help="video frame rate")
+    bench.add_argument("--device", default="cpu", help="cpu | cuda")
     bench.add_argument(
         "--codec", choices=("h264", "vp8"), default="h264", help="what the clients prefer"
     )
@@ -361,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="one JSON line")
     bench.set_defaults(run=cmd_bench)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,6 +127,7 @@ class PeerManager:
             AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics)
             for seat in range(min(len(video), self.config.limits.video_seats))
         ]
+        participant.seats = len(tracks)
         try:
             senders = [pc.addTrack(track) for track in tracks]
             await pc.setLocalDescription(await pc.createAnswer())

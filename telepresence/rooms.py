@@ -40,6 +40,7 @@ class Participant:
     role: str  # "sender" | "viewer"
     avatar_id: str | None  # what a sender publishes
     see_self: bool = False
+    seats: int = 0  # video seats it receives (0: sends only, like the built-in demo sender)
     framer: Framer | None = None  # a sender's framing (npga/framing.py); used by the render worker
     latest: ExpressionFrame | None = None  # newest accepted expression frame
     latest_received: float = 0.0  # time.monotonic() of that frame
@@ -88,6 +89,11 @@ class Room:
     def visible_to(self, viewer: Participant) -> list[Participant]:
         """The senders ``viewer`` sees, in join order: video seat i shows entry i."""
         return [p for p in self.publishers() if p is not viewer or viewer.see_self]
+
+    def watched(self) -> list[Participant]:
+        """The senders some participant's video seat shows: the only ones worth rendering."""
+        shown = {p.id for q in self.participants.values() for p in self.visible_to(q)[: q.seats]}
+        return [p for p in self.publishers() if p.id in shown]
 
 
 class RoomRegistry:
@@ -138,8 +144,9 @@ class RoomRegistry:
     def room_of(self, participant: Participant) -> Room | None:
         return self._rooms.get(participant.room)
 
-    def publishers(self) -> list[Participant]:
-        return [p for room in self._rooms.values() for p in room.publishers()]
+    def watched(self) -> list[Participant]:
+        """Senders whose avatar someone receives (Room.watched), in every room."""
+        return [p for room in self._rooms.values() for p in room.watched()]
 
     def announce(self, room: Room) -> None:
         """Tell every participant which sender each of its video seats shows."""

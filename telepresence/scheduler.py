@@ -89,9 +89,10 @@ class RenderScheduler:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _due_jobs(self) -> list[RenderJob]:
-        """Senders whose newest frame has not been rendered yet (or never rendered at all)."""
+        """Watched senders whose newest frame has not been rendered yet (or never at all); an
+        avatar nobody receives is not rendered, so an idle server stays idle."""
         jobs = []
-        for participant in self.rooms.publishers():
+        for participant in self.rooms.watched():
             seq = participant.latest.seq if participant.latest is not None else None
             if participant.rendered is None or seq != participant.rendered_seq:
                 jobs.append((participant, participant.latest))

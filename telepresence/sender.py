@@ -41,6 +41,7 @@ class ClientStats:
     frames_received: dict[int, int] = field(default_factory=dict)  # per seat
     ctrl_errors: list[str] = field(default_factory=list)
     seats: list[dict[str, Any]] = field(default_factory=list)
+    framing: str | None = None  # the framing the server last confirmed
 
 
 class TelepresenceClient:
@@ -196,6 +197,8 @@ class TelepresenceClient:
             self.stats.ctrl_errors.append(str(data.get("error")))
         elif data.get("type") == "seats":
             self.stats.seats = list(data.get("seats", []))
+        elif data.get("type") == "framing":
+            self.stats.framing = str(data.get("framing"))
 
     async def _on_state(self) -> None:
         if self.pc.connectionState == "connected":

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from npga.cli import build_parser as npga_parser
 from npga.cli import main
+from npga.cli_args import DefaultsHelpFormatter
 from npga.recording import CodeRecording, load_recording, synthetic_recording
+from telepresence.cli import build_parser as telepresence_parser
 
 
 def _npga(*args: str) -> subprocess.CompletedProcess[str]:
@@ -145,6 +150,18 @@ def test_track_a_video_fits_a_basis_and_writes_codes(tmp_path: Path) -> None:
     again = _npga("track", str(video), "--out", str(tmp_path / "b.npz"), "--basis", str(basis))
     assert again.returncode == 0, again.stderr
 
+    too_few = _npga(
+        "track", str(video), "--out", str(tmp_path / "d.npz"), "--expression-dim", "200"
+    )
+    assert too_few.returncode == 2, too_few.stderr
+    assert "fitting a 200-dim basis needs at least 200" in too_few.stderr
+    assert "smaller --expression-dim with --resume" in too_few.stderr
+    smaller = _npga("track", str(video), "--out", str(tmp_path / "d.npz"), "--expression-dim", "8",
+                    "--resume")  # fmt: skip
+    assert smaller.returncode == 0, smaller.stderr
+    nowhere = _npga("track", str(video), "--out", str(tmp_path / "no" / "e.npz"))
+    assert nowhere.returncode == 2 and "its folder does not exist" in nowhere.stderr
+
 
 def test_track_reports_bad_inputs_in_one_line(tmp_path: Path) -> None:
     missing = _npga("track", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "c.npz"))
@@ -159,3 +176,28 @@ def test_track_reports_bad_inputs_in_one_line(tmp_path: Path) -> None:
     empty.mkdir()
     folder = _npga("track", str(empty), "--out", str(tmp_path / "c.npz"))
     assert folder.returncode == 2 and "no images" in folder.stderr
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, child in action.choices.items():
+                yield from _parsers(child, f"{name} {command}")
+
+
+@pytest.mark.parametrize(
+    ("build", "command"), [(npga_parser, "npga train"), (telepresence_parser, "telepresence serve")]
+)
+def test_every_option_has_help_and_shows_its_default(
+    build: Callable[[], argparse.ArgumentParser], command: str
+) -> None:
+    parsers = dict(_parsers(build(), build().prog))
+    for name, parser in parsers.items():
+        assert parser.formatter_class is DefaultsHelpFormatter, name
+        for action in parser._actions:
+            if action.option_strings and "-h" not in action.option_strings:
+                assert action.help, f"{name} {action.option_strings[0]} has no help text"
+    assert "(default: " in parsers[command].format_help()

@@ -16,6 +16,7 @@ def test_demo_avatar_is_a_trained_bundle_a_sender_can_drive() -> None:
     assert bundle.expression_encoder().dim == bundle.config.expression_dim
     assert bundle.calibration is not None  # trained on multi-view codes, driven by one webcam
     assert (DEMO_AVATAR_DIR / "avatar.safetensors").stat().st_size < 20 * 2**20
+    assert not any(str(v).startswith("/") for v in bundle.summary.values())  # no build paths
 
 
 def test_demo_avatar_renders_a_head_that_follows_the_codes() -> None:

@@ -86,6 +86,7 @@ def _offer(**fields: object) -> bytes:
         (_offer(sdp="v=0\r\nm=video 9 NOPE\r\nx=\x00"), 400, "malformed SDP offer"),
         (_offer(role="sender", avatar="zed"), 404, "unknown avatar 'zed'"),
         (_offer(see_self="yes"), 400, "'see_self' must be"),
+        (_offer(role="sender", framing="zoom"), 400, "'framing' must be one of 'auto'"),
     ],
 )
 async def test_bad_offers_get_clear_errors(body: bytes, status: int, message: str) -> None:

@@ -175,7 +175,10 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             rogue.send_ctrl("{not json")
             rogue.send_ctrl({"type": "launch-missiles"})
             rogue.send_ctrl({"type": "avatar", "avatar": "zed"})
-            await _until(lambda: len(rogue.stats.ctrl_errors) >= 9)
+            rogue.send_ctrl({"type": "framing", "framing": "zoom"})
+            good.send_ctrl({"type": "framing", "framing": "fixed"})
+            await _until(lambda: len(rogue.stats.ctrl_errors) >= 10)
+            await _until(lambda: good.stats.framing == "fixed")
             before = viewer.stats.frames_received.get(1, 0)
             await streaming
             after = viewer.stats.frames_received.get(1, 0)
@@ -192,6 +195,7 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             "not JSON",
             "unknown ctrl message type",
             "unknown avatar 'zed'",
+            "framing must be one of auto, fixed, free",
             "over 120 messages/s",
         ):
             assert expected in errors

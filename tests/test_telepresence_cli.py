@@ -37,6 +37,7 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
         (["serve", "--resolution", "15"], "resolution must be an even number"),
         (["bench", "--sessions", "0"], "expected a positive number"),
         (["bench", "--client-processes", "-1"], "expected 0 or more"),
+        (["token", "--secret", " ", "--room", "r", "--role", "sender"], "--secret is empty"),
     ],
 )
 def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:

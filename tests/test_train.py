@@ -145,6 +145,7 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     bundle = load_bundle(out)
     assert bundle.summary["iterations"] == 30
     assert bundle.summary["test"]["psnr"] > 10
+    assert str(capture.parent) not in (out / "avatar.json").read_text()  # no build paths
     encoder = bundle.expression_encoder()  # a live sender can drive it
     assert encoder.dim == EXPRESSION_DIM
 
@@ -177,7 +178,7 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
     assert (out / "tracking_fitted.npz").read_bytes() == fitted_poses  # what the oracle reads
 
     oracle_path = tmp_path / "oracle.json"
-    done = npga("oracle", str(capture), str(out), "--poses", "fitted", "--every", "4",
+    done = npga("oracle", str(out), str(capture), "--poses", "fitted", "--every", "4",
                 "--json", str(oracle_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     oracle = json.loads(oracle_path.read_text())

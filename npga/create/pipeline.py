@@ -465,7 +465,7 @@ def create_avatar(
     }
     summary = {
         "source": "npga create",
-        "video": str(video),
+        "video": video.name,  # the name only: no paths of the machine it was made on
         "held_out": held_fitted,
         "frames_used": len(frames.train_frames),
         "iterations": trainer.step,

@@ -332,8 +332,8 @@ def add_commands(commands: Any) -> None:
         "(a perfect static avatar). See npga/eval/synth_oracle.py.",
         formatter_class=DefaultsHelpFormatter,
     )
-    oracle.add_argument("capture", type=Path, help="a capture written by npga synth")
     oracle.add_argument("avatar", type=Path, help="an avatar directory written by npga train")
+    oracle.add_argument("capture", type=Path, help="a capture written by npga synth")
     oracle.add_argument(
         "--poses",
         choices=tuple(POSE_FILES),

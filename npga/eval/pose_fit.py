@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from npga.data import CaptureDataset
-from npga.model import GaussianAvatar, HeadPose, PoseCorrections
+from npga.model import GaussianAvatar, HeadPose, PoseCorrections, pose_rigidly
 from npga.photometric import photometric_loss
 from npga.render import render
 from npga.tracking.capture import CaptureTracking
@@ -74,13 +74,16 @@ def _fit_one(
         torch.from_numpy(tracking.translation[row : row + 1]).to(device),
     )
     only = torch.zeros(1, dtype=torch.long, device=device)
+    with torch.no_grad():  # the expression is fixed: deform once, then only the pose moves
+        identity = HeadPose(codes.new_tensor([[1.0, 0.0, 0.0, 0.0]]), codes.new_zeros(1, 3))
+        canonical = avatar.deform(codes, identity, avatar.inference_cache())
     for step in range(steps):
         decay = FIT_FINAL_FRACTION ** (step / steps)
         for group, rate in zip(optimizer.param_groups, initial_rates, strict=True):
             group["lr"] = rate * decay
         pick = torch.randperm(len(cameras), generator=generator)[:CAMERAS_PER_STEP]
         frame = dataset.frame(timestep, [cameras[int(i)] for i in pick])
-        posed = avatar.deform(codes, correction(tracked, only))
+        posed = pose_rigidly(canonical, correction(tracked, only))
         result = render(posed, frame.cameras.to(device), background=(1.0, 1.0, 1.0))
         loss = photometric_loss(result.rgb[0], frame.images.to(device), DSSIM_WEIGHT)
         optimizer.zero_grad(set_to_none=True)

@@ -27,6 +27,7 @@ import numpy as np
 
 from npga.bundle import AvatarBundle
 from npga.data import CaptureDataset
+from npga.data.layout import capture_fingerprint
 from npga.eval.evaluate import (
     LPIPS_NOTE,
     ExpressionSetup,
@@ -85,12 +86,14 @@ def avatar_space(bundle: AvatarBundle, template: FaceTemplate) -> AvatarSpace:
     return AvatarSpace(basis, calibration, landmarks, face_unit)
 
 
-def own_tracking(avatar_dir: Path, bundle: AvatarBundle, capture: Path) -> CaptureTracking | None:
-    """The avatar's training-run tracking if it was made from ``capture``, else None."""
-    trained_on = bundle.summary.get("capture")
+def own_tracking(
+    avatar_dir: Path, bundle: AvatarBundle, dataset: CaptureDataset
+) -> CaptureTracking | None:
+    """The avatar's training-run tracking if it was made from this capture, else None."""
+    trained_on = bundle.summary.get("capture_fingerprint")
     if not (avatar_dir / REFINED_TRACKING_FILE).is_file() or not isinstance(trained_on, str):
         return None
-    if Path(trained_on).resolve() != capture.resolve():
+    if capture_fingerprint(dataset.root, dataset.timesteps) != trained_on:
         return None
     tracking = CaptureTracking.load(avatar_dir, REFINED_TRACKING_FILE)
     prior = bundle.avatar.prior
@@ -174,12 +177,12 @@ def evaluate_capture(
     """The evaluation of the module doc."""
     resolution = options.resolution or bundle.default_camera.width
     avatar = bundle.avatar.eval()
-    tracking = own_tracking(avatar_dir, bundle, capture)
+    dataset = CaptureDataset(capture, resolution=resolution)
+    _check_space(bundle, dataset)
+    tracking = own_tracking(avatar_dir, bundle, dataset)
     header: dict[str, Any] = {"avatar": str(avatar_dir), "capture": str(capture)}
     own = tracking is not None
     if tracking is not None:
-        dataset = CaptureDataset(capture, resolution=resolution)
-        _check_space(bundle, dataset)
         header["tracking"] = f"the avatar's training run ({REFINED_TRACKING_FILE})"
         evaluated = [t for t in dataset.splits.test_timesteps if t in set(tracking.timesteps)]
         if options.split == "train":

@@ -1,6 +1,6 @@
 """The avatar model (DESIGN.md §4)."""
 
-from npga.model.avatar import GaussianAvatar, HeadPose, InferenceCache
+from npga.model.avatar import GaussianAvatar, HeadPose, InferenceCache, pose_rigidly
 from npga.model.config import AvatarConfig
 from npga.model.fine import FineDynamics, FineResiduals
 from npga.model.laplacian import knn_graph, laplacian_loss
@@ -21,5 +21,6 @@ __all__ = [
     "default_camera",
     "knn_graph",
     "laplacian_loss",
+    "pose_rigidly",
     "synthetic_avatar",
 ]

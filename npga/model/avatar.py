@@ -73,6 +73,24 @@ def rotate_sh_degree1(sh_coeffs: Tensor, rotation: Tensor) -> Tensor:
     return torch.cat((sh_coeffs[:, :, :1], rotated), dim=2)
 
 
+def pose_rigidly(gaussians: PosedGaussians, pose: HeadPose) -> PosedGaussians:
+    """B sets of Gaussians [B, N, ...] moved by B head poses: rotated about the canonical origin,
+    then translated; degree-1 SH colours turn with the head. Differentiable in the pose, so a
+    pose can be fitted to images of Gaussians deformed once (npga.eval.pose_fit)."""
+    head_quat = quat_normalize(pose.rotation_wxyz)  # [B, 4]
+    head_rotation = quat_to_rotmat(head_quat)  # [B, 3, 3]
+    sh = gaussians.sh_coeffs
+    if sh.shape[2] == 4:
+        sh = rotate_sh_degree1(sh, head_rotation)
+    return PosedGaussians(
+        means=gaussians.means @ head_rotation.transpose(1, 2) + pose.translation[:, None],
+        quats_wxyz=quat_multiply(head_quat[:, None], gaussians.quats_wxyz),
+        scales=gaussians.scales,
+        opacities=gaussians.opacities,
+        sh_coeffs=sh,
+    )
+
+
 class GaussianAvatar(nn.Module):
     """A Neural Parametric Gaussian Avatar (DESIGN.md §4), batched over B expressions."""
 
@@ -164,20 +182,14 @@ class GaussianAvatar(nn.Module):
             opacity_logits = opacity_logits + fine.opacity_logit
             sh = torch.cat((sh[:, :, :1] + fine.color[:, :, None], sh[:, :, 1:]), dim=2)
 
-        head_quat = quat_normalize(pose.rotation_wxyz)  # [B, 4]
-        head_rotation = quat_to_rotmat(head_quat)  # [B, 3, 3]
-        world_means = means @ head_rotation.transpose(1, 2) + pose.translation[:, None]
-        world_quats = quat_multiply(head_quat[:, None], quats)
-        if sh.shape[2] == 4:
-            sh = rotate_sh_degree1(sh, head_rotation)
-        posed = PosedGaussians(
-            means=world_means,
-            quats_wxyz=world_quats,
+        canonical = PosedGaussians(
+            means=means,
+            quats_wxyz=quats,
             scales=torch.exp(log_scales),
             opacities=torch.sigmoid(opacity_logits),
             sh_coeffs=sh,
         )
-        return posed, fine
+        return pose_rigidly(canonical, pose), fine
 
     def _deform_fused(self, codes: Tensor, pose: HeadPose, cache: InferenceCache) -> PosedGaussians:
         """CPU inference: the torch path's maths in one numba kernel (see pose_kernel)."""

@@ -28,6 +28,7 @@ from rich.progress import (
 
 from npga.cli_args import CliError, device_arg, positive_int
 from npga.data import CaptureDataset, CaptureError
+from npga.data.layout import capture_fingerprint
 from npga.model import GaussianAvatar
 from npga.model.config import DYNAMICS
 from npga.tracking.capture import (
@@ -178,7 +179,8 @@ def _summary(
     args: argparse.Namespace, trainer: Trainer, tracking: CaptureTracking
 ) -> dict[str, Any]:
     return {
-        "capture": str(args.capture.resolve()),
+        "capture": args.capture.resolve().name,
+        "capture_fingerprint": capture_fingerprint(args.capture, trainer.dataset.timesteps),
         "model": trainer.config.dynamics,
         "iterations": trainer.step,
         "training_seconds": round(trainer.state.seconds, 1),
@@ -208,7 +210,11 @@ def add_commands(commands: Any, held_out: HeldOutReport) -> None:
     train.add_argument("--model", choices=DYNAMICS, default="npga", help="npga or an ablation")
     train.add_argument("--gaussians", type=positive_int, default=20_000, help="initial count")
     train.add_argument("--max-gaussians", type=positive_int, default=60_000, help="growth cap")
-    train.add_argument("--expression-dim", type=positive_int, default=32, help="E")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=positive_int, default=500)
+    train.add_argument(
+        "--expression-dim", type=positive_int, default=32, help="code size E of the basis fitted"
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (initialisation, sampling)")
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints"
+    )
     train.set_defaults(run=functools.partial(cmd_train, held_out=held_out))
