@@ -131,7 +131,7 @@ async def run_bench(
         encode = app[METRICS].histogram("encode_ms")
     finally:
         await runner.cleanup()
-    latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r["e2e_latency_ms_p95"]]
+    latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r.get("e2e_latency_ms_p95")]
     return {
         "benchmark": "telepresence",
         "sessions": sessions,

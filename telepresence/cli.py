@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import sys
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,28 @@ async def _frames(
     return tracked_frames(spec, basis, options)
 
 
+@dataclass
+class _ProgressLine:
+    """``telepresence send``'s heartbeat on stderr: what went out and what came back."""
+
+    client: TelepresenceClient
+    probe: FrameProbe
+    every: float = 5.0
+    _last: float = field(default_factory=time.monotonic)
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        print(
+            f"sent {self.client.stats.frames_sent} frames; received {self.probe.frames} of seat "
+            f"{self.probe.seat} ({self.probe.summary()['fps_received']} fps)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 async def _send(args: argparse.Namespace) -> dict[str, Any]:
     role = "viewer" if args.view_only else "sender"
     probe = FrameProbe(record_path=args.record)
@@ -183,9 +207,14 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.seconds or 10.0)
         else:
             frames: AsyncIterator[ExpressionFrame] = await _frames(args, client, avatars[avatar_id])
+            report = _ProgressLine(client, probe)
             async for frame in frames:
                 probe.sent(frame.seq, frame.timestamp)
                 client.send_frame(frame)
+                own = client.own_seat()  # record and measure what this sender looks like
+                if own is not None:
+                    probe.seat = own
+                report.maybe()
             await asyncio.sleep(0.3)
     finally:
         await client.close()

@@ -21,6 +21,7 @@ class FrameProbe:
 
     record_path: Path | None = None
     record_fps: float = 30.0
+    seat: int = 0  # the seat measured and recorded (a sender's: the one showing its own avatar)
     sent_at: dict[int, float] = field(default_factory=dict)  # seq -> time.time() at capture
     latencies_ms: list[float] = field(default_factory=list)
     frames: int = 0
@@ -37,7 +38,7 @@ class FrameProbe:
                 del self.sent_at[old]
 
     def __call__(self, seat: int, frame: av.VideoFrame) -> None:
-        if seat != 0:
+        if seat != self.seat:
             return
         now = time.time()
         self.frames += 1
@@ -69,16 +70,16 @@ class FrameProbe:
             self._writer.close()
 
     def summary(self) -> dict[str, Any]:
+        """Counts and rates; latency only where frames carried seq stamps (serve --stamp-frames)."""
         span = (self.last_frame_at or 0) - (self.first_frame_at or 0)
         latencies = np.asarray(self.latencies_ms)
-        return {
+        report: dict[str, Any] = {
+            "seat": self.seat,
             "frames_received": self.frames,
             "fps_received": round(self.frames / span, 2) if span > 0 else 0.0,
             "distinct_avatar_frames": len(self.distinct_seqs),
-            "e2e_latency_ms_p50": round(float(np.percentile(latencies, 50)), 1)
-            if latencies.size
-            else None,
-            "e2e_latency_ms_p95": round(float(np.percentile(latencies, 95)), 1)
-            if latencies.size
-            else None,
         }
+        if latencies.size:
+            report["e2e_latency_ms_p50"] = round(float(np.percentile(latencies, 50)), 1)
+            report["e2e_latency_ms_p95"] = round(float(np.percentile(latencies, 95)), 1)
+        return report

@@ -200,6 +200,13 @@ class TelepresenceClient:
         elif data.get("type") == "framing":
             self.stats.framing = str(data.get("framing"))
 
+    def own_seat(self) -> int | None:
+        """The seat that shows this client's own avatar, once the server has said (seats)."""
+        for seat in self.stats.seats:
+            if seat.get("participant") == self.participant:
+                return int(seat.get("seat", 0))
+        return None
+
     async def _on_state(self) -> None:
         if self.pc.connectionState == "connected":
             self._connected.set()

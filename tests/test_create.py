@@ -169,6 +169,14 @@ def test_novel_views_of_a_created_avatar(created, rig: Path, tmp_path: Path, cap
     assert main(["eval-views", str(out), str(rig), "--cameras", "cam_09"]) == 2
     assert "no camera 'cam_09'" in capsys.readouterr().err
 
+    # npga eval on the capture npga create made: the run's own tracking, not a re-track
+    own_path = tmp_path / "own.json"
+    capture = out.with_name("me.work") / "capture"
+    assert main(["eval", str(out), str(capture), "--no-flip", "--json", str(own_path)]) == 0
+    own = json.loads(own_path.read_text())
+    assert own["tracking"].startswith("the avatar's training run"), own["tracking"]
+    assert own["self_reenactment"]["psnr"] > 15
+
 
 def test_observing_resumes_where_it_stopped(two_people_clip: Path, tmp_path: Path) -> None:
     whole = observe_clip(VideoFileSource(two_people_clip), tmp_path / "whole.npz", resume=False)

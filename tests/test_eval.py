@@ -205,3 +205,19 @@ def test_bad_inputs_are_one_line_errors(capture: Path, tmp_path: Path) -> None:
         err = result.stderr.strip()
         errors = [line for line in err.splitlines() if line.startswith("npga: error:")]
         assert len(errors) == 1 and err.endswith(errors[0]) and "Traceback" not in err, err
+
+
+def test_a_capture_is_told_from_another_performance_of_its_rig(
+    capture: Path, tmp_path: Path
+) -> None:
+    """A bundle knows its training capture by a fingerprint; another seed of the same rig has
+    the same cameras.json and splits.json, and must not pass for it."""
+    other = tmp_path / "other"
+    write_synth(other, SynthConfig(frames=16, cameras=8, resolution=256, seed=4))
+    assert (other / "cameras.json").read_bytes() == (capture / "cameras.json").read_bytes()
+    mine = CaptureDataset(capture).fingerprint()
+    assert CaptureDataset(other).fingerprint() != mine
+    assert CaptureDataset(capture, resolution=128).fingerprint() == mine  # any loaded size
+    moved = tmp_path / "moved"
+    shutil.copytree(capture, moved)
+    assert CaptureDataset(moved).fingerprint() == mine  # not its path

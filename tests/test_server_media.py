@@ -87,6 +87,8 @@ async def test_two_senders_and_a_viewer_share_a_room() -> None:
                 await client.connect()
             await _until(lambda: len(viewer.stats.seats) == 2)
             assert [s["avatar"] for s in viewer.stats.seats] == ["anna", "ben"]
+            await _until(lambda: len(b.stats.seats) == 2)
+            assert b.own_seat() == 1  # what `telepresence send --record` records for ben
             await a.wait_channels()
             await b.wait_channels()
             a.send_frame(frame(1, np.zeros(16)))

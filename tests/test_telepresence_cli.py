@@ -57,7 +57,7 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     demo_dim = load_bundle(DEMO_AVATAR_DIR).config.expression_dim
     assert session["uplink_bytes_per_frame"] == 52 + 2 * demo_dim
     assert session["fps_received"] > 15
-    assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
+    assert session.get("e2e_latency_ms_p95", 0) > 0
     assert session["downlink_kbps"] > 10
     assert report["server_render_ms_mean"] > 0
 
@@ -73,7 +73,7 @@ def test_bench_runs_its_clients_in_worker_processes() -> None:
     assert len(report["per_session"]) == 2
     for session in report["per_session"]:
         assert session["fps_received"] > 15
-        assert session["e2e_latency_ms_p95"] is not None and session["e2e_latency_ms_p95"] > 0
+        assert session.get("e2e_latency_ms_p95", 0) > 0
 
 
 def test_serve_refuses_a_bad_avatar_bundle_in_one_line(tmp_path: Path) -> None:

@@ -466,6 +466,7 @@ def create_avatar(
     summary = {
         "source": "npga create",
         "video": video.name,  # the name only: no paths of the machine it was made on
+        "capture_fingerprint": dataset.fingerprint(),
         "held_out": held_fitted,
         "frames_used": len(frames.train_frames),
         "iterations": trainer.step,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,11 +13,14 @@ from PIL import Image
 
 from npga.cameras import Cameras
 from npga.data.layout import (
+    CAMERAS_FILE,
     FRAMES_DIR,
+    SPLITS_FILE,
     CaptureCodes,
     CaptureError,
     CaptureSplits,
     downscaled_size,
+    frame_path,
     read_cameras,
     read_codes,
     read_splits,
@@ -23,6 +28,9 @@ from npga.data.layout import (
 from npga.data.sources import VIDEOS_DIR, PngFrames, VideoFrames
 
 __all__ = ["CaptureCodes", "CaptureDataset", "CaptureError", "CaptureFrame", "CaptureSplits"]
+
+FINGERPRINT_FRAMES = 4  # front-camera frames hashed into a capture's fingerprint
+FINGERPRINT_VIDEO_BYTES = 1 << 20  # ... or the first MiB of its video
 
 
 @dataclass(frozen=True)
@@ -148,3 +156,25 @@ class CaptureDataset:
             names,
             code,
         )
+
+    def fingerprint(self) -> str:
+        """A short hash of the rig, the splits and the front camera's stored frames (up to
+        ``FINGERPRINT_FRAMES`` PNGs, or the start of its video), whatever resolution it is
+        loaded at: what a bundle records of the capture it was trained on (a path would leak
+        the trainer's folders, and two performances of one rig share cameras.json and
+        splits.json)."""
+        digest = hashlib.sha256()
+        for name in (CAMERAS_FILE, SPLITS_FILE):
+            path = self.root / name
+            digest.update(path.read_bytes() if path.is_file() else b"")
+        digest.update(json.dumps(self.timesteps).encode())
+        if isinstance(self._frames, PngFrames):
+            picks = np.linspace(0, len(self) - 1, min(FINGERPRINT_FRAMES, len(self)))
+            for i in sorted({round(float(p)) for p in picks}):
+                digest.update(
+                    frame_path(self.root, self.timesteps[i], self.front_camera).read_bytes()
+                )
+        else:
+            with self._frames.path(self.front_camera, False).open("rb") as video:
+                digest.update(video.read(FINGERPRINT_VIDEO_BYTES))
+        return digest.hexdigest()[:16]

@@ -5,7 +5,6 @@ Every reader raises ``CaptureError`` with one line naming the file and the field
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -247,14 +246,3 @@ def middle_camera(cameras: Cameras) -> int:
     direction (the front camera of an arc around a face)."""
     forward = cameras.world_to_cam[:, 2, :3].double()  # [C, 3] optical axes in world
     return int(torch.argmax(forward @ forward.mean(dim=0)))
-
-
-def capture_fingerprint(root: Path, timesteps: list[int]) -> str:
-    """A short hash of a capture's rig, splits and timesteps: what a bundle records of the
-    capture it was trained on (its path would leak the trainer's folders and break on a move)."""
-    digest = hashlib.sha256()
-    for name in (CAMERAS_FILE, SPLITS_FILE):
-        path = root / name
-        digest.update(path.read_bytes() if path.is_file() else b"")
-    digest.update(json.dumps(timesteps).encode())
-    return digest.hexdigest()[:16]

@@ -27,7 +27,6 @@ import numpy as np
 
 from npga.bundle import AvatarBundle
 from npga.data import CaptureDataset
-from npga.data.layout import capture_fingerprint
 from npga.eval.evaluate import (
     LPIPS_NOTE,
     ExpressionSetup,
@@ -93,7 +92,7 @@ def own_tracking(
     trained_on = bundle.summary.get("capture_fingerprint")
     if not (avatar_dir / REFINED_TRACKING_FILE).is_file() or not isinstance(trained_on, str):
         return None
-    if capture_fingerprint(dataset.root, dataset.timesteps) != trained_on:
+    if dataset.fingerprint() != trained_on:
         return None
     tracking = CaptureTracking.load(avatar_dir, REFINED_TRACKING_FILE)
     prior = bundle.avatar.prior
@@ -195,6 +194,8 @@ def evaluate_capture(
     if options.codes == "monocular":
         tracking = replace(tracking, codes=tracking.live_codes())
         header["codes"] = "monocular (front camera, calibrated: what a live sender sends)"
+    elif own:
+        header["codes"] = "multi-view (the training run's)"
     else:
         header["codes"] = "multi-view (triangulated landmarks on the avatar's basis)"
     header["poses"] = "tracked"

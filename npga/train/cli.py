@@ -28,7 +28,6 @@ from rich.progress import (
 
 from npga.cli_args import CliError, device_arg, positive_int
 from npga.data import CaptureDataset, CaptureError
-from npga.data.layout import capture_fingerprint
 from npga.model import GaussianAvatar
 from npga.model.config import DYNAMICS
 from npga.tracking.capture import (
@@ -180,7 +179,7 @@ def _summary(
 ) -> dict[str, Any]:
     return {
         "capture": args.capture.resolve().name,
-        "capture_fingerprint": capture_fingerprint(args.capture, trainer.dataset.timesteps),
+        "capture_fingerprint": trainer.dataset.fingerprint(),
         "model": trainer.config.dynamics,
         "iterations": trainer.step,
         "training_seconds": round(trainer.state.seconds, 1),

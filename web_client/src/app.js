@@ -115,6 +115,11 @@ function buildSeats(count) {
   }
 }
 
+// The sender panel says plainly whose avatar this webcam moves.
+function showDriving(avatarId) {
+  $("driving").textContent = `You are driving: ${avatarId}`;
+}
+
 function showSeats(seats) {
   // seats: [{seat, participant, avatar}] from the server's `seats` ctrl message.
   for (const seat of status.seats) seat.participant = null;
@@ -124,9 +129,10 @@ function showSeats(seats) {
     seat.participant = entry.participant;
     const own = entry.participant != null && entry.participant === status.participant;
     seat.element.classList.toggle("own", own);
+    // people, not ids: "you", else "guest N" in the order the room's senders joined
     seat.element.querySelector("figcaption").textContent = own
       ? `you · ${entry.avatar ?? "avatar"}`
-      : `${entry.avatar ?? "avatar"} · ${entry.participant ?? "empty"}`;
+      : `guest ${entry.seat + 1} · ${entry.avatar ?? "avatar"}`;
   }
   let shown = 0;
   for (const seat of status.seats) {
@@ -326,6 +332,7 @@ class Session {
       if (message.kind !== "rate") showError(`Server: ${message.error}`);
     } else if (message.type === "avatar") {
       this.avatar = message.avatar;
+      showDriving(this.avatar);
     }
   }
 
@@ -374,6 +381,7 @@ class Session {
         latency: `≈${latencyMs.toFixed(0)} ms`,
         kbps: kbps != null ? `${kbps.toFixed(0)} kbit/s` : "–",
         state: pc.connectionState,
+        chip: fps != null ? `${fps.toFixed(0)} fps · ≈${latencyMs.toFixed(0)} ms` : pc.connectionState,
       };
       for (const [name, value] of Object.entries(values)) {
         seat.element.querySelector(`[data-stat="${name}"]`).textContent = value;
@@ -563,6 +571,7 @@ async function join(event) {
   session = new Session({ room, token: $("token").value.trim(), role, avatar: $("avatar").value });
   try {
     if (role === "sender") {
+      showDriving(session.avatar);
       sender = new Sender(session);
       await sender.start();
     }
