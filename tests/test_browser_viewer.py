@@ -52,10 +52,14 @@ def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> N
                 page.wait_for_timeout(1200)  # one stats period: the overlay has its numbers
                 stats = page.evaluate("() => window.telepresence.stats[0]")
                 assert stats["fps"] > 5 and stats["kbps"] > 0 and stats["latencyMs"] > 0
+                chip = page.locator(".seat:not([hidden]) [data-stat=chip]")
+                assert "fps" in chip.inner_text()  # a corner chip, off the face
+                page.screenshot(path=str(tmp_path / "viewer.png"))
+                chip.click()  # expands to the details
                 assert page.locator(".seat:not([hidden]) [data-stat=state]").inner_text() == (
                     "connected"
                 )
-                page.screenshot(path=str(tmp_path / "viewer.png"))
+                page.screenshot(path=str(tmp_path / "viewer_stats.png"))
 
                 # The server drops the session: the page reconnects by itself.
                 participant = page.evaluate("() => window.telepresence.participant")
@@ -87,4 +91,4 @@ def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> N
                 offline.close()
             finally:
                 context.close()
-    keep_screenshots(tmp_path, "viewer.png", "room_full.png")
+    keep_screenshots(tmp_path, "viewer.png", "viewer_stats.png", "room_full.png")

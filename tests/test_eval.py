@@ -122,34 +122,48 @@ def test_expression_error_rises_as_the_codes_shrink(
 def test_expression_error_ignores_a_pure_change_of_head_pose(
     capture: Path, demo: AvatarBundle, template: FaceTemplate
 ) -> None:
-    """The avatar is its own driver from one pose, and is rendered at another."""
+    """The avatar at full codes drives the avatar at half codes: the same error whether both
+    are seen at the tracked poses or both turned 14 degrees."""
     tracking, dataset, _ = track_foreign(demo, capture, template, 256)
     turn = axis_angle_to_quat(torch.tensor([[0.0, 0.25, 0.0]])).numpy()  # ~14 degrees of yaw
-    rotated = torch.from_numpy(tracking.rotation_wxyz)
-    turned = replace(tracking, rotation_wxyz=quat_multiply(torch.from_numpy(turn), rotated).numpy())
+    turned = replace(
+        tracking,
+        rotation_wxyz=quat_multiply(
+            torch.from_numpy(turn), torch.from_numpy(tracking.rotation_wxyz)
+        ).numpy(),
+    )
     camera = dataset.frame(tracking.neutral_timestep, [dataset.front_camera]).cameras
     avatar = demo.avatar.eval()
+    errors = []
     with FaceMeshTracker(static_images=True) as facemesh:
+        for poses in (tracking, turned):
+            driver, damped = poses, replace(poses, codes=poses.codes * 0.5)
 
-        def seen(drive: CaptureTracking, t: int, neutral_code: bool = False) -> FaceReading | None:
-            if neutral_code:
-                drive = replace(drive, codes=np.zeros_like(drive.codes))
-            return read_face(facemesh, render_timestep(avatar, drive, t, camera)[0], template)
+            def seen(drive: CaptureTracking, t: int) -> FaceReading | None:
+                image = render_timestep(avatar, drive, t, camera)[0]
+                return read_face(facemesh, image, template)
 
-        n = tracking.neutral_timestep
-        driver_n, render_n = seen(tracking, n), seen(turned, n)
-        assert driver_n is not None and render_n is not None
-        score = ExpressionScore(driver_n, render_n)
-        for t in (int(t) for t in tracking.timesteps[::3]):
-            score.add(seen(tracking, t), seen(turned, t), seen(turned, t, neutral_code=True))
-    summary = score.summary()
-    assert summary["expression_error"] < 0.35 * summary["expression_error_neutral"], summary
-    assert summary["pose_error_deg"] > 10  # the renders do differ in pose
+            n = tracking.neutral_timestep
+            driver_n, render_n = seen(driver, n), seen(damped, n)
+            assert driver_n is not None and render_n is not None
+            score = ExpressionScore(driver_n, render_n)
+            neutral = replace(poses, codes=np.zeros_like(poses.codes))
+            for t in (int(t) for t in tracking.timesteps[::3]):
+                score.add(seen(driver, t), seen(damped, t), seen(neutral, t))
+            errors.append(score.summary()["expression_error"])
+    assert errors[0] > 0.002  # half the expression is missing: there is an error to keep
+    assert abs(errors[1] - errors[0]) < 0.25 * errors[0], errors
 
 
 def test_cross_reenactment_and_track_with_the_avatars_space(capture: Path, tmp_path: Path) -> None:
+    # A driver long enough for the live tracker's 30-frame neutral calibration.
+    performance = tmp_path / "driver"
+    write_synth(performance, SynthConfig(frames=48, cameras=3, resolution=256, seed=5))
     clip = tmp_path / "driver.mp4"
-    done = npga("data", "video", str(capture), "--out", str(clip))
+    done = npga("data", "video", str(performance), "--out", str(clip))
+    assert done.returncode == 0, done.stderr
+    short = tmp_path / "short.mp4"  # 16 frames
+    done = npga("data", "video", str(capture), "--out", str(short))
     assert done.returncode == 0, done.stderr
     report_path = tmp_path / "cross.json"
     media = tmp_path / "media"
@@ -173,6 +187,8 @@ def test_cross_reenactment_and_track_with_the_avatars_space(capture: Path, tmp_p
     assert done.returncode == 0, done.stderr and video.stat().st_size > 0
     both = npga("track", str(clip), "--avatar", str(DEMO), "--basis", "b.json", "--out", "x.npz")
     assert both.returncode == 2 and "--avatar and --basis" in both.stderr
+    too_short = npga("eval", str(DEMO), "--drive", str(short))
+    assert too_short.returncode == 2 and "calibrates its neutral on the first" in too_short.stderr
 
 
 def test_bad_inputs_are_one_line_errors(capture: Path, tmp_path: Path) -> None:
@@ -190,7 +206,9 @@ def test_bad_inputs_are_one_line_errors(capture: Path, tmp_path: Path) -> None:
     front = CaptureDataset(capture).front_camera
     for t in timesteps:
         path = frame_path(faceless, int(t), front)
-        Image.new("RGB", Image.open(path).size, "white").save(path)
+        with Image.open(path) as image:
+            size = image.size
+        Image.new("RGB", size, "white").save(path)
     no_face = npga("eval", str(DEMO), str(faceless), "--timesteps", "1", "--no-flip")
     assert no_face.returncode == 2 and "no face in the front camera" in no_face.stderr
 

@@ -4,8 +4,9 @@ another person's frames, which have no ground-truth image of the avatar.
 The driver (a video file, or a capture's front camera) goes through the live sender's pipeline
 with the avatar's own encoder (:func:`npga.tracking.run.recording_from_observations`: what
 ``npga track VIDEO --avatar AVATAR`` writes). Up to ``frames`` of its frames with a face, evenly
-spread, are rendered from the avatar's default camera with the driver's code and head rotation
-(the head kept at the avatar's centre, so a driver who walks about stays framed), and by the
+spread, are rendered by the frontal camera on the avatar's head (npga/framing.py) with the
+driver's code and head rotation (the head held at its rest position, ``fixed`` framing, so a
+driver who walks about stays framed), and by the
 neutral code at the same rotation. The expression and pose error (:mod:`npga.eval.expression`)
 compare each render with the driver, each side's displacement and rotation taken from its own
 neutral frame: the driver's frame nearest its calibrated neutral (the smallest code).
@@ -25,8 +26,10 @@ from PIL import Image
 from npga.bundle import AvatarBundle
 from npga.data import CaptureDataset, CaptureError
 from npga.eval.expression import ExpressionScore, read_face
+from npga.framing import Framer, HeadFrame, frontal_camera
 from npga.model import HeadPose
 from npga.recording import CodeRecording
+from npga.tracking.expression import NeutralCalibrator
 from npga.tracking.facemesh import FaceMeshTracker
 from npga.tracking.run import observe_source, recording_from_observations
 from npga.tracking.sources import Frame, FrameSource, open_source
@@ -88,7 +91,11 @@ def track_driver(
     recording = result.recording
     present = np.flatnonzero(recording.face_present)
     if present.size == 0:
-        raise ValueError(f"{source.description}: no frame with a calibrated face")
+        raise ValueError(
+            f"{source.description}: no frame with a calibrated face (the live tracker "
+            f"calibrates its neutral on the first {NeutralCalibrator().frames} frames with a face; "
+            f"this driver has {result.detected} in {result.frames} frames)"
+        )
     norms = np.linalg.norm(recording.codes[present], axis=1)
     neutral = int(present[int(np.argmin(norms))])
     picks = np.linspace(0, present.size - 1, min(frames, present.size))
@@ -121,7 +128,9 @@ def cross_reenactment(
     images = _selected_frames(open_driver(driver), {*driven.evaluated, driven.neutral})
     avatar = bundle.avatar.eval()
     device = avatar.device
-    camera = bundle.default_camera.to(device)
+    head = HeadFrame.of_avatar(avatar)
+    camera = frontal_camera(head, bundle.default_camera.width).to(device)
+    hold = Framer(head, "fixed")  # the head turns about its own centre and stays framed
     cache = avatar.inference_cache()
 
     @torch.inference_mode()
@@ -129,9 +138,10 @@ def cross_reenactment(
         codes = torch.from_numpy(recording.codes[index : index + 1]).to(device)
         if neutral_code:
             codes = torch.zeros_like(codes)
+        rotation = recording.rotation_wxyz[index]
         pose = HeadPose(
-            torch.from_numpy(recording.rotation_wxyz[index : index + 1]).to(device),
-            torch.zeros(1, 3, device=device),
+            torch.from_numpy(rotation[None]).to(device),
+            torch.from_numpy(hold.translation(rotation, np.zeros(3), 0.0)[None]).to(device),
         )
         result = avatar.render(codes, camera, pose, background=(1.0, 1.0, 1.0), cache=cache)
         return result.rgb[0, 0].clamp(0, 1).float().cpu()
