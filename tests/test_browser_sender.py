@@ -124,6 +124,10 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
             resumed, _ = _frame_motion(page, 3.0)
             page.screenshot(path=str(tmp_path / "sender.png"))
             state = page.evaluate(STATE_JS)
+            assert "You are driving: anna" in page.locator("#driving").inner_text()
+            slow_note = page.locator("#slow-tracking")
+            # the page says so exactly when Face Mesh is slower than 50 ms a frame here
+            assert slow_note.is_visible() == (state["faceMeshMs"] > 50), state["faceMeshMs"]
 
             # Choose another avatar: the server switches the seat, the page recalibrates.
             page.select_option("#avatar", "ben")

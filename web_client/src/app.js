@@ -115,6 +115,19 @@ function buildSeats(count) {
   }
 }
 
+// Face Mesh slower than a 30 fps frame (33 ms) on this device: say what that costs.
+const SLOW_TRACKING_MS = 50;
+function showSlowTracking(ms) {
+  const note = $("slow-tracking");
+  note.hidden = !(ms > SLOW_TRACKING_MS);
+  if (note.hidden) return;
+  const rate = Math.min(30, 1000 / ms).toFixed(0);
+  note.textContent =
+    `Face tracking is slow on this device (${ms.toFixed(0)} ms a frame): your avatar moves about ` +
+    `${rate} times a second and follows you ${ms.toFixed(0)} ms later. A faster device or ` +
+    `closing other tabs helps.`;
+}
+
 // The sender panel says plainly whose avatar this webcam moves.
 function showDriving(avatarId) {
   $("driving").textContent = `You are driving: ${avatarId}`;
@@ -518,6 +531,7 @@ class Sender {
     $("uplink-bytes").textContent = `${status.lastFrameBytes} B/frame`;
     $("uplink-fps").textContent = `${(this.window.length / 2).toFixed(1)} frames/s`;
     $("facemesh-ms").textContent = status.faceMeshMs != null ? `${status.faceMeshMs.toFixed(0)} ms/frame` : "–";
+    showSlowTracking(status.faceMeshMs);
   }
 
   stop() {
