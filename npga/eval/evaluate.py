@@ -5,9 +5,12 @@
 - **Novel view**: the held-out cameras at (up to ``NOVEL_VIEW_TIMESTEPS`` of) the training
   timesteps: expressions seen in training, from a viewpoint never seen.
 
-PSNR is over the whole image and, where the capture has masks, inside the head mask; SSIM over
-the whole image. LPIPS is not computed: its network weights are not shipped by any package this
-project installs, and nothing is downloaded at run time.
+Per image: PSNR over the whole image, inside the head mask (where the capture has masks) and in
+the mouth and eye regions (npga/eval/regions.py); SSIM over the whole image; FLIP if asked. The
+same avatar driven by its neutral code is measured beside it, and with a face template the
+expression and pose error are read in one camera (npga/eval/expression.py). LPIPS is not
+computed: its network weights are not shipped by any package this project installs, and nothing
+is downloaded at run time. Evaluating on other captures: npga/eval/run.py.
 """
 
 from __future__ import annotations

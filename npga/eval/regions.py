@@ -19,7 +19,6 @@ from npga.geometry import quat_to_rotmat
 from npga.model import GaussianAvatar, HeadPose
 
 REGION_MARGIN = 0.3  # each hull grown by this share around its centre
-IMAGE_REGIONS = ("mouth", "eyes")  # the regions PSNR is reported in
 
 
 def _indices(*edge_sets: Any) -> np.ndarray:
