@@ -17,9 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from npga.bench import RenderBenchConfig, bench_render
-from npga.bundle import AvatarBundle, BundleError, load_bundle, save_bundle
+from npga.bundle import AvatarBundle, save_bundle
 from npga.cameras import Cameras
-from npga.cli_args import CliError, device_arg, positive_float, positive_int, show_defaults
+from npga.cli_args import (
+    CliError,
+    device_arg,
+    load_avatar,
+    positive_float,
+    positive_int,
+    show_defaults,
+)
 from npga.create import cli as create_cli
 from npga.data import cli as data_cli
 from npga.eval import cli as eval_cli
@@ -30,15 +37,8 @@ from npga.train import cli as train_cli
 from npga.video import VideoWriter, to_uint8
 
 
-def _load(path: Path, device: torch.device) -> AvatarBundle:
-    try:
-        return load_bundle(path, device)
-    except BundleError as error:
-        raise CliError(str(error)) from None
-
-
 def cmd_info(args: argparse.Namespace) -> None:
-    bundle = _load(args.avatar, torch.device("cpu"))
+    bundle = load_avatar(args.avatar, torch.device("cpu"))
     avatar, config = bundle.avatar, bundle.config
     camera = bundle.default_camera
     parameters = sum(p.numel() for p in avatar.parameters())
@@ -79,7 +79,7 @@ def _render_cameras(bundle: AvatarBundle, kind: str, resolution: int, frames: in
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    bundle = _load(args.avatar, args.device)
+    bundle = load_avatar(args.avatar, args.device)
     try:
         recording = load_recording(args.codes)
     except RecordingError as error:
@@ -169,7 +169,7 @@ def cmd_track(args: argparse.Namespace) -> None:
     try:
         basis = ExpressionBasis.load(args.basis) if args.basis is not None else None
         if args.avatar is not None:
-            basis = _load(args.avatar, torch.device("cpu")).expression_encoder()
+            basis = load_avatar(args.avatar, torch.device("cpu")).expression_encoder()
         source = open_source(args.input, fps=args.fps, max_frames=args.frames)
     except (ValueError, SourceError) as error:
         raise CliError(str(error)) from None
@@ -228,7 +228,7 @@ def cmd_make_avatar(args: argparse.Namespace) -> None:
 
 def cmd_make_codes(args: argparse.Namespace) -> None:
     if args.avatar is not None:
-        dim = _load(args.avatar, torch.device("cpu")).config.expression_dim
+        dim = load_avatar(args.avatar, torch.device("cpu")).config.expression_dim
     else:
         dim = args.expression_dim
     recording = synthetic_recording(dim, seconds=args.seconds, fps=args.fps, seed=args.seed)

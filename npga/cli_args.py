@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import torch
 
+from npga.bundle import AvatarBundle, BundleError, load_bundle
 from npga.render import resolve_device
 
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+def load_avatar(path: Path, device: torch.device) -> AvatarBundle:
+    """The bundle at ``path``, or a one-line CliError saying why it is not one."""
+    try:
+        return load_bundle(path, device)
+    except BundleError as error:
+        raise CliError(str(error)) from None
 
 
 def positive_int(text: str) -> int:

@@ -66,9 +66,7 @@ class HeadFrame:
             means = opaque if opaque.shape[0] >= 16 else g.means
             top = float(torch.quantile(means[:, 1].float().cpu(), EXTENT_QUANTILE))
             landmarks = avatar.prior.template.detach().cpu().double().numpy()  # [L, 3]
-        face_unit = float(
-            np.linalg.norm(landmarks[topology.LEFT_EYE_OUTER] - landmarks[topology.RIGHT_EYE_OUTER])
-        )
+        face_unit = topology.eye_corner_distance(landmarks)
         chin = float(landmarks[topology.CHIN, 1])
         height = chin - top
         if not (height > 0 and face_unit > 0):

@@ -91,9 +91,7 @@ def demo_bundle(device: torch.device) -> AvatarBundle:
 def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
     head = HeadFrame.of_avatar(bundle.avatar)
     template = bundle.avatar.prior.template.detach().cpu().numpy()
-    face_unit = float(
-        np.linalg.norm(template[topology.LEFT_EYE_OUTER] - template[topology.RIGHT_EYE_OUTER])
-    )
+    face_unit = topology.eye_corner_distance(template)
     return LoadedAvatar(
         id=avatar_id,
         bundle=bundle,

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from npga.bundle import AvatarBundle, BundleError, load_bundle
-from npga.cli_args import CliError, DefaultsHelpFormatter, device_arg, positive_int
+from npga.cli_args import CliError, DefaultsHelpFormatter, device_arg, load_avatar, positive_int
 from npga.data import CaptureDataset, CaptureError
 from npga.eval.cross import cross_reenactment
 from npga.eval.evaluate import evaluate
@@ -101,13 +101,6 @@ def _progress() -> Progress:
     )
 
 
-def _load(path: Path, device: torch.device) -> AvatarBundle:
-    try:
-        return load_bundle(path, device)
-    except BundleError as error:
-        raise CliError(str(error)) from None
-
-
 def _check_outputs(args: argparse.Namespace) -> None:
     if args.json is not None and not args.json.parent.is_dir():
         raise CliError(f"{args.json}: its folder does not exist")
@@ -134,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _check_outputs(args)
     if args.capture is None and args.drive is None:
         raise CliError("give a CAPTURE to evaluate on, or --drive VIDEO_OR_CAPTURE")
-    bundle = _load(args.avatar, args.device)
+    bundle = load_avatar(args.avatar, args.device)
     template = load_default_template()
     report: dict[str, Any] = {}
     with _progress() as progress:

@@ -25,6 +25,7 @@ from PIL import Image
 
 from npga.bundle import AvatarBundle
 from npga.data import CaptureDataset, CaptureError
+from npga.eval.evaluate import evenly_spread
 from npga.eval.expression import ExpressionScore, read_face
 from npga.framing import Framer, HeadFrame, frontal_camera
 from npga.model import HeadPose
@@ -98,8 +99,7 @@ def track_driver(
         )
     norms = np.linalg.norm(recording.codes[present], axis=1)
     neutral = int(present[int(np.argmin(norms))])
-    picks = np.linspace(0, present.size - 1, min(frames, present.size))
-    evaluated = sorted({int(present[round(float(i))]) for i in picks})
+    evaluated = evenly_spread(present.tolist(), frames)
     return DrivenFrames(recording, evaluated, neutral)
 
 

@@ -15,7 +15,7 @@ is downloaded at run time. Evaluating on other captures: npga/eval/run.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -238,11 +238,15 @@ def _expression_score(
     return ExpressionScore(truth, render)
 
 
+def evenly_spread(values: Sequence[int], count: int) -> list[int]:
+    """Up to ``count`` of ``values``, evenly spread from the first to the last, sorted."""
+    picks = np.linspace(0, len(values) - 1, min(count, len(values)))
+    return sorted({int(values[round(float(i))]) for i in picks})
+
+
 def novel_view_timesteps(dataset: CaptureDataset) -> list[int]:
     """Up to ``NOVEL_VIEW_TIMESTEPS`` training timesteps, evenly spread."""
-    train = dataset.splits.train_timesteps
-    chosen = np.linspace(0, len(train) - 1, min(NOVEL_VIEW_TIMESTEPS, len(train)))
-    return sorted({train[round(float(i))] for i in chosen})
+    return evenly_spread(dataset.splits.train_timesteps, NOVEL_VIEW_TIMESTEPS)
 
 
 def evaluate(

@@ -33,6 +33,7 @@ from npga.eval.evaluate import (
     FrameSink,
     evaluate,
     evaluate_split,
+    evenly_spread,
 )
 from npga.eval.pose_fit import fit_poses
 from npga.model import GaussianAvatar
@@ -79,10 +80,7 @@ def avatar_space(bundle: AvatarBundle, template: FaceTemplate) -> AvatarSpace:
     basis = ExpressionBasis.from_avatar(prior.basis.detach().cpu().numpy(), landmarks, template)
     dim = bundle.config.expression_dim
     calibration = bundle.calibration if bundle.calibration is not None else np.eye(dim)
-    face_unit = float(
-        np.linalg.norm(landmarks[topology.LEFT_EYE_OUTER] - landmarks[topology.RIGHT_EYE_OUTER])
-    )
-    return AvatarSpace(basis, calibration, landmarks, face_unit)
+    return AvatarSpace(basis, calibration, landmarks, topology.eye_corner_distance(landmarks))
 
 
 def own_tracking(
@@ -110,11 +108,6 @@ def _check_space(bundle: AvatarBundle, dataset: CaptureDataset) -> None:
         )
 
 
-def _spread(timesteps: list[int], count: int) -> list[int]:
-    picks = np.linspace(0, len(timesteps) - 1, min(count, len(timesteps)))
-    return sorted({timesteps[round(float(i))] for i in picks})
-
-
 def track_foreign(
     bundle: AvatarBundle,
     capture: Path,
@@ -126,7 +119,7 @@ def track_foreign(
     avatar's scale, and the scale factor (see the module doc)."""
     dataset = CaptureDataset(capture, resolution=resolution)
     _check_space(bundle, dataset)
-    tracked = _spread(dataset.timesteps, MAX_TRACKED_TIMESTEPS)
+    tracked = evenly_spread(dataset.timesteps, MAX_TRACKED_TIMESTEPS)
     total = len(tracked)
 
     def advance(count: int) -> None:
@@ -190,7 +183,7 @@ def evaluate_capture(
         tracking, dataset, factor = track_foreign(bundle, capture, template, resolution, progress)
         header["tracking"] = "tracked into the avatar's expression space (never seen in training)"
         header["rig_to_avatar_scale"] = round(factor, 4)
-        evaluated = _spread([int(t) for t in tracking.timesteps], options.timesteps)
+        evaluated = evenly_spread([int(t) for t in tracking.timesteps], options.timesteps)
     if options.codes == "monocular":
         tracking = replace(tracking, codes=tracking.live_codes())
         header["codes"] = "monocular (front camera, calibrated: what a live sender sends)"

@@ -37,7 +37,7 @@ from npga.data.layout import (
     write_image,
     write_splits,
 )
-from npga.eval.evaluate import evaluate_split
+from npga.eval.evaluate import evaluate_split, evenly_spread
 from npga.eval.pose_fit import fit_poses
 from npga.model import GaussianAvatar
 from npga.tracking.capture import (
@@ -156,8 +156,7 @@ def evaluate_views(
     trained = [t for t in pool if t in usable]
     if not trained:
         raise ValueError(f"{capture}: shares no timestep with the avatar's tracked frames")
-    picks = np.linspace(0, len(trained) - 1, min(timesteps, len(trained)))
-    chosen = sorted({trained[round(float(i))] for i in picks})
+    chosen = evenly_spread(trained, timesteps)
     poses = rig_poses(rig, chosen, template)
     kept = poses.timesteps
     factor = avatar_tracking.face_unit_metres / poses.scale  # rig metres -> avatar metres

@@ -149,12 +149,7 @@ class ExpressionBasis:
         (metres); its face unit is its outer-eye-corner distance. The rows of the basis must be
         orthogonal (a PCA basis is), so that z = (C d) / s is the least-squares code.
         """
-        face_unit = float(
-            np.linalg.norm(
-                template_landmarks[topology.LEFT_EYE_OUTER]
-                - template_landmarks[topology.RIGHT_EYE_OUTER]
-            )
-        )
+        face_unit = topology.eye_corner_distance(template_landmarks)
         if not face_unit > 0:
             raise ValueError("the avatar's template has coincident outer eye corners")
         e = landmark_basis.shape[0]

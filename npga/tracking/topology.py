@@ -6,6 +6,8 @@ data is copied here.
 
 from __future__ import annotations
 
+import numpy as np
+
 NUM_LANDMARKS = 478
 
 # Landmarks that move little with expression: forehead, nose bridge and tip, temples, cheekbones
@@ -23,3 +25,8 @@ CHIN = 152
 RIGHT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_TOP, RIGHT_EYE_BOTTOM = 33, 133, 159, 145
 LEFT_EYE_INNER, LEFT_EYE_OUTER, LEFT_EYE_TOP, LEFT_EYE_BOTTOM = 362, 263, 386, 374
 RIGHT_IRIS_CENTER, LEFT_IRIS_CENTER = 468, 473
+
+
+def eye_corner_distance(landmarks: np.ndarray) -> float:
+    """The face unit of landmarks [L, 3]: the distance between the outer eye corners."""
+    return float(np.linalg.norm(landmarks[LEFT_EYE_OUTER] - landmarks[RIGHT_EYE_OUTER]))
