@@ -23,7 +23,7 @@ from npga.cli_args import non_negative_int, show_defaults
 from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
-from npga.tracking.sources import SourceError
+from npga.tracking.sources import SourceError, open_source
 from telepresence.app import AVATARS, create_app
 from telepresence.auth import mint_token
 from telepresence.bench import run_bench
@@ -161,7 +161,13 @@ async def _frames(
         return synthetic_frames(dim, options)
     basis = await client.fetch_encoder(avatar["id"])
     spec = str(args.camera) if args.camera is not None else str(args.video)
-    return tracked_frames(spec, basis, options)
+    return tracked_frames(
+        lambda: open_source(spec), basis, options, live=args.camera is not None, on_event=_warn
+    )
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -1,18 +1,22 @@
 """Where a Python sender's expression frames come from: a recording, synthetic codes, or live
-tracking of a camera or video file (tracking runs in a worker thread, off the event loop)."""
+tracking of a camera or video file (capture and tracking run in threads, off the event loop)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from npga.codes import ExpressionFrame
+from npga.codes import ExpressionFrame, FrameFlags
 from npga.recording import CodeRecording, synthetic_recording
 from npga.tracking import ExpressionBasis, ExpressionTracker
-from npga.tracking.sources import open_source
+from npga.tracking.sources import Frame, FrameSource, SourceError
+from telepresence.capture import FrameCapture, SourceEnded, SourceLost
+
+STALL_SECONDS = 1.0  # no frame for this long: the user is told, the avatar holds its pose
 
 
 @dataclass(frozen=True)
@@ -59,34 +63,77 @@ def synthetic_frames(dim: int, options: SendOptions) -> AsyncIterator[Expression
 
 
 async def tracked_frames(
-    spec: str, basis: ExpressionBasis, options: SendOptions
+    open_source: Callable[[], FrameSource],
+    basis: ExpressionBasis,
+    options: SendOptions,
+    *,
+    live: bool,
+    on_event: Callable[[str], None],
 ) -> AsyncIterator[ExpressionFrame]:
-    """Track a camera index or a video file live; frames without a face keep the last state."""
-    source = open_source(spec)
+    """Track a camera (``live``) or a video file; frames without the person keep the last state.
+
+    When no frame comes for ``STALL_SECONDS`` (a camera that stalls or was unplugged) the user is
+    told through ``on_event`` and the last state is sent again, flagged as having no face, so
+    the avatar holds its last pose; a camera that fails is reopened until it comes back."""
+    capture = FrameCapture(open_source, live=live)
+    capture.start()
     tracker = ExpressionTracker(basis.template, basis)
     loop = asyncio.get_running_loop()
     start = time.monotonic()
     seq = 0
-    frames = source.frames()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="track") as worker:
+    last: ExpressionFrame | None = None
+    stalled = False
 
-        def step() -> tuple[ExpressionFrame, float] | None:
-            item = next(frames, None)
-            if item is None:
-                return None
-            state = tracker.process(item.rgb, item.timestamp)
-            return state.to_expression_frame(seq + 1, time.time()), item.timestamp
+    def step() -> tuple[ExpressionFrame, float] | SourceLost | SourceError | SourceEnded | None:
+        item = capture.next(STALL_SECONDS)
+        if not isinstance(item, Frame):
+            return item
+        state = tracker.process(item.rgb, item.timestamp)
+        return state.to_expression_frame(seq + 1, time.time()), item.timestamp
 
-        try:
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="track") as worker:
             while options.seconds is None or time.monotonic() - start < options.seconds:
                 result = await loop.run_in_executor(worker, step)
-                if result is None:
+                if isinstance(result, SourceEnded):
                     return
+                if isinstance(result, SourceError):
+                    raise result
+                if isinstance(result, SourceLost):
+                    on_event(result.message)
+                    stalled = True
+                    continue
+                if result is None:  # nothing came: hold the last pose
+                    if not stalled:
+                        on_event(
+                            f"{capture.description}: no frame for {STALL_SECONDS:g} s; the "
+                            "avatar holds its last pose"
+                        )
+                        stalled = True
+                    if last is not None:
+                        seq += 1
+                        yield held(last, seq)
+                    continue
+                if stalled:
+                    on_event(f"{capture.description}: frames again")
+                    stalled = False
                 frame, media_time = result
                 seq += 1
                 delay = start + media_time - time.monotonic()  # a file plays in real time
-                if delay > 0 and not spec.isdigit():
+                if delay > 0 and not live:
                     await asyncio.sleep(delay)
+                last = frame
                 yield frame
-        finally:
-            tracker.close()
+    finally:
+        capture.close()
+        tracker.close()
+
+
+def held(frame: ExpressionFrame, seq: int) -> ExpressionFrame:
+    """``frame``'s pose and expression again, now, as frame ``seq``, without a face."""
+    return dataclasses.replace(
+        frame,
+        seq=seq % 2**32,
+        timestamp=time.time(),
+        flags=frame.flags & ~FrameFlags.FACE_PRESENT,
+    )

@@ -8,10 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 import torch
+from clips import (
+    front_frames,
+    other_person,
+    write_out_of_order,
+    write_rotated_mp4,
+    write_video,
+    write_webm,
+)
 from safetensors.torch import load_file
 
 from npga.bundle import load_bundle
@@ -21,7 +28,6 @@ from npga.create.observe import observe_clip
 from npga.data import CaptureDataset
 from npga.data.synth.writer import SynthConfig, write_synth
 from npga.tracking.sources import VideoFileSource
-from npga.video import VideoWriter
 
 RESOLUTION = 128
 FRAMES = 150  # 5 s at 30 fps
@@ -49,14 +55,6 @@ class Recorder:
         self.lines.append(text)
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
-    height, width = frames[0].shape[:2]
-    with VideoWriter(path, width, height, fps) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return path
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic wide-motion performance seen by three cameras (-45, 0 and 45 degrees)."""
@@ -69,20 +67,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def performance(rig: Path) -> list[np.ndarray]:
     """The rig's front camera: FRAMES RGB frames."""
-    data = CaptureDataset(rig)
-    return [
-        (data.image(t, data.front_camera).numpy() * 255 + 0.5).astype(np.uint8)
-        for t in data.timesteps
-    ]
-
-
-def other_person(frame: np.ndarray) -> np.ndarray:
-    """Another face: the frame stretched sideways by 35 % (other proportions) and tinted."""
-    h, w = frame.shape[:2]
-    wide = cv2.resize(frame, (int(w * 1.35), h), interpolation=cv2.INTER_LINEAR)
-    x0 = (wide.shape[1] - w) // 2
-    tinted = wide[:, x0 : x0 + w].astype(np.float32) * np.array([0.8, 0.95, 1.1])
-    return np.clip(tinted, 0, 255).astype(np.uint8)
+    return front_frames(rig)
 
 
 @pytest.fixture(scope="module")
@@ -213,19 +198,7 @@ def _observed_frames(path: Path, tmp_path: Path) -> tuple[int, list[tuple[int, i
 
 def test_a_rotated_phone_clip_comes_out_upright(performance, tmp_path: Path) -> None:
     """A portrait clip stored landscape with a 90-degree display rotation (as phones do)."""
-    frames = [np.ascontiguousarray(np.rot90(f[:, 16:-16], -1)) for f in performance[:20]]
-    path = tmp_path / "portrait.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = (
-            frames[0].shape[1],
-            frames[0].shape[0],
-            "yuv420p",
-        )
-        stream.set_display_rotation(90)
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    path = write_rotated_mp4(tmp_path / "portrait.mp4", [f[:, 16:-16] for f in performance[:20]])
     count, sizes, _ = _observed_frames(path, tmp_path)
     assert count == 20 and sizes[0] == (RESOLUTION, RESOLUTION - 32)  # portrait again
     clip = observe_clip(VideoFileSource(path), tmp_path / "o2.npz", resume=False)
@@ -234,34 +207,15 @@ def test_a_rotated_phone_clip_comes_out_upright(performance, tmp_path: Path) -> 
 
 
 def test_a_browser_webm_decodes(performance, tmp_path: Path) -> None:
-    path = tmp_path / "recording.webm"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libvpx", rate=30)  # what MediaRecorder writes (VP8)
-        stream.width = stream.height = RESOLUTION
-        stream.pix_fmt = "yuv420p"
-        for frame in performance[:20]:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    path = write_webm(tmp_path / "recording.webm", performance[:20])
     count, _, timestamps = _observed_frames(path, tmp_path)
     assert count == 20 and np.all(np.diff(timestamps) > 0)
 
 
 def test_out_of_order_timestamps_are_put_in_order(performance, tmp_path: Path) -> None:
-    """B-frames muxed with their decode times as presentation times (a broken muxer): frames come
-    out in display order, their timestamps do not."""
-    path = tmp_path / "bframes.mkv"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=30)
-        stream.width = stream.height = RESOLUTION
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.max_b_frames = 2
-        packets = []
-        for frame in performance[:24]:
-            packets += stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24"))
-        packets += stream.encode()
-        for i, packet in enumerate(packets):
-            packet.pts = packet.dts = max(packet.dts, 0) if i else 0
-            container.mux(packet)
+    """B-frames muxed with their decode times as presentation times: frames come out in display
+    order, their timestamps do not."""
+    path = write_out_of_order(tmp_path / "bframes.mkv", performance[:24])
     with av.open(str(path)) as container:
         raw = [f.time for f in container.decode(container.streams.video[0])]
     assert np.any(np.diff(raw) < 0), raw  # the file really is out of order

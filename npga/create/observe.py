@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from npga.tracking.facemesh import FaceMeshTracker
+from npga.tracking.identity import THUMBNAIL, skin_colour, thumbnail
 from npga.tracking.sources import VideoFileSource
 
 MAX_FACES = 3  # faces looked for in every frame
 DETECT_MAX_SIDE = 1280  # larger frames are downscaled for Face Mesh (landmarks scaled back)
-THUMBNAIL = 16  # side of the grey thumbnail kept per frame for shot-cut detection
 SHARPNESS_SIDE = 96  # the face box is resampled to this size before measuring sharpness
 CHECKPOINT_EVERY = 300  # frames
 NUM_LANDMARKS = 478
@@ -103,13 +103,6 @@ class ClipObservations:
             raise ValueError(f"{path}: unreadable observations ({error})") from None
 
 
-def thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """[THUMBNAIL, THUMBNAIL] float32 grey thumbnail of a frame [H, W, 3] uint8."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    small = cv2.resize(grey, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32) / 255.0
-
-
 def sharpness(rgb: np.ndarray, points: np.ndarray) -> float:
     """Variance of the Laplacian of the face box (landmarks [L, 3] pixels) at a fixed size:
     low for motion blur and defocus, comparable between frames of different face sizes."""
@@ -122,20 +115,6 @@ def sharpness(rgb: np.ndarray, points: np.ndarray) -> float:
     grey = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
     box = cv2.resize(grey, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA)
     return float(cv2.Laplacian(box.astype(np.float32), cv2.CV_32F).var())
-
-
-def skin_colour(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Median CIELAB [3] (L in 0-100, a and b around 0) of the face inside its landmarks'
-    outline [L, 3] pixels, without the eyes and mouth (their landmarks' boxes are left out only
-    roughly: the median is robust to them)."""
-    hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
-    mask = np.zeros(rgb.shape[:2], np.uint8)
-    cv2.fillConvexPoly(mask, hull, (1,))
-    inside = rgb[mask.astype(bool)]
-    if inside.shape[0] == 0:
-        return np.zeros(3, np.float32)
-    lab = cv2.cvtColor(inside[None].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)[0]
-    return np.median(lab, axis=0).astype(np.float32)
 
 
 def _detection_scale(width: int, height: int) -> float:

@@ -1,7 +1,6 @@
 """Stage 2a of ``npga create``: shot cuts, and which face in each frame is the one person kept.
 
-- **Shot cuts**: a frame whose grey thumbnail differs from the previous one's by more than
-  ``CUT_THRESHOLD`` (mean absolute difference) starts a new shot.
+- **Shot cuts**: :func:`npga.tracking.identity.shot_boundaries`.
 - **Tracks**: inside a shot, a face continues the track whose last face (at most
   ``MAX_GAP_FRAMES`` before) is nearest, if it is closer than half a face width.
 - **People**: tracks are grouped greedily, longest first. A track joins a person when
@@ -9,10 +8,10 @@
   - wherever it shows the head in the same pose as one of the person's tracks (rotations within
     ``POSE_MATCH_DEGREES``, at least ``MIN_POSE_MATCHES`` frames), its rigid landmarks (head
     pose removed, face units) lie within ``SAME_SHAPE`` (RMS, median over the matches).
-  Face Mesh's canonical shape of one face changes with the head's turn (measured on a synthetic
-  clip: the median shapes of one person's tracks in poses that do not overlap differ as much as
-  two people's, 0.05-0.07 face units) but not at a matched pose (one person 0.027-0.031, a person
-  with 35 % wider proportions 0.056-0.084); colour tells people apart when poses do not overlap.
+  The evidence and its thresholds are :mod:`npga.tracking.identity`'s, which the live tracker's
+  lock on one person uses too. Face Mesh's canonical shape of one face changes with the head's
+  turn (the median shapes of one person's tracks in poses that do not overlap differ as much as
+  two people's, 0.05-0.07 face units), so colour tells people apart when poses do not overlap.
 - The person kept is the one seen in the most frames ("the most persistent face").
 """
 
@@ -24,13 +23,17 @@ import numpy as np
 
 from npga.create.observe import ClipObservations
 from npga.tracking.expression import canonicalize
+from npga.tracking.identity import (
+    SAME_COLOUR,
+    SAME_SHAPE,
+    colour_distance,
+    matched_shape_distances,
+    rigid_landmarks,
+    shot_boundaries,
+)
 from npga.tracking.template import FaceTemplate
 
-CUT_THRESHOLD = 0.12  # mean |thumbnail difference| that marks a cut
 MAX_GAP_FRAMES = 15  # a track survives this many frames without its face
-SAME_COLOUR = 8.0  # CIELAB distance (L counted half) of two tracks' median skin colours
-SAME_SHAPE = 0.045  # face units, RMS over the rigid landmarks at matched poses
-POSE_MATCH_DEGREES = 10.0
 MIN_POSE_MATCHES = 3
 SAMPLE_FACES = 60  # faces of a track used to describe it
 
@@ -70,14 +73,6 @@ class Person:
         return {int(clip.face_frame[k]) for track in self.tracks for k in track.faces}
 
 
-def shot_boundaries(thumbnails: np.ndarray) -> np.ndarray:
-    """Shot index of every frame [F] from the frames' thumbnails [F, h, w]."""
-    if thumbnails.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    change = np.abs(np.diff(thumbnails, axis=0)).mean(axis=(1, 2))  # [F - 1]
-    return np.concatenate(([0], np.cumsum(change > CUT_THRESHOLD))).astype(np.int64)
-
-
 def _face_width(points: np.ndarray) -> float:
     return float(np.ptp(points[:, 0]))
 
@@ -114,7 +109,7 @@ def link_tracks(clip: ClipObservations, shots: np.ndarray) -> list[list[int]]:
 
 
 def track_look(clip: ClipObservations, faces: list[int], template: FaceTemplate) -> TrackLook:
-    rigid = template.weights >= 0.5 * float(template.weights.max())
+    rigid = rigid_landmarks(template)
     step = max(1, len(faces) // SAMPLE_FACES)
     rotations, shapes = [], []
     for k in faces[::step]:
@@ -125,22 +120,10 @@ def track_look(clip: ClipObservations, faces: list[int], template: FaceTemplate)
     return TrackLook(faces, np.stack(rotations), np.stack(shapes), colour)
 
 
-def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """CIELAB distance with lightness counted half (lighting changes it most)."""
-    d = a - b
-    return float(np.sqrt((d[0] / 2) ** 2 + d[1] ** 2 + d[2] ** 2))
-
-
 def matched_shape_distance(a: TrackLook, b: TrackLook) -> float | None:
     """Median RMS distance of the rigid shapes of a's faces and b's face in the nearest pose,
     over the pairs within POSE_MATCH_DEGREES; None with fewer than MIN_POSE_MATCHES pairs."""
-    distances = []
-    for rotation, shape in zip(a.rotations, a.rigid_shapes, strict=True):
-        cosine = (np.einsum("ij,kij->k", rotation, b.rotations) - 1) / 2
-        angles = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
-        j = int(np.argmin(angles))
-        if angles[j] < POSE_MATCH_DEGREES:
-            distances.append(np.sqrt(((shape - b.rigid_shapes[j]) ** 2).sum(axis=1).mean()))
+    distances = matched_shape_distances(a.rotations, a.rigid_shapes, b.rotations, b.rigid_shapes)
     return float(np.median(distances)) if len(distances) >= MIN_POSE_MATCHES else None
 
 

@@ -52,7 +52,7 @@ def bench_track(frames: int = 300, dim: int = 48) -> dict[str, Any]:
     try:
         for i, rgb in enumerate(video):
             start = time.perf_counter()
-            observation = tracker.observe(rgb)  # Face Mesh, Procrustes, gaze
+            observation = tracker.observe(rgb, i / 30.0)  # Face Mesh, lock, Procrustes, gaze
             middle = time.perf_counter()
             state = tracker.update(observation, i / 30.0)  # neutral, pose, code, filters
             update_s.append(time.perf_counter() - middle)

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from npga.codes import ExpressionFrame, FrameFlags
-from npga.tracking.expression import ExpressionBasis, NeutralCalibrator, canonicalize
+from npga.tracking.expression import ExpressionBasis, NeutralCalibrator
 from npga.tracking.facemesh import FaceLandmarks, FaceMeshTracker
 from npga.tracking.filters import OneEuroConfig, OneEuroFilter, QuaternionFilter
 from npga.tracking.gaze import gaze_angles
+from npga.tracking.identity import Continuity, LockConfig, PersonLock
 from npga.tracking.procrustes import Similarity, rotation_to_quat_wxyz
 from npga.tracking.template import FaceTemplate
 
@@ -22,6 +23,9 @@ NOMINAL_DISTANCE = 6.0
 class TrackerConfig:
     calibration_frames: int = 30  # neutral from the first ~1 s at 30 fps
     filter: OneEuroConfig | None = field(default_factory=OneEuroConfig)  # None = unfiltered
+    max_faces: int = 2  # faces Face Mesh looks for; the lock follows one (identity.PersonLock)
+    lock: LockConfig = field(default_factory=LockConfig)
+    glide_seconds: float = 0.4  # a re-acquired face's pose is reached over this long
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class FaceObservation:
     canonical: np.ndarray  # [L, 3] landmarks with pose removed, face units
     gaze: np.ndarray  # [4] radians
     landmarks: FaceLandmarks | None = None  # raw detection (absent when replayed from disk)
+    continuity: Continuity = Continuity.TRACKED  # after a loss or a cut: glide, re-anchor
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,11 @@ class ExpressionTracker:
     Never raises on a frame without a face: it reports ``face_present=False`` and holds the
     last pose, gaze and code. Until the neutral is calibrated, codes are zero.
 
+    With several faces in view it follows one person (:class:`~npga.tracking.identity.
+    PersonLock`). A face re-acquired after a loss glides from the held pose to its own over
+    ``glide_seconds``; after a shot cut the translation is also re-anchored (a cut moves the
+    camera, not the person), so neither shows as a jump.
+
     ``process`` = ``update(observe(frame))``: ``observe`` is the expensive, stateless part (Face
     Mesh, Procrustes, gaze); ``update`` applies calibration, filtering and the basis, so stored
     observations can be replayed exactly (resumable offline tracking).
@@ -87,6 +97,8 @@ class ExpressionTracker:
         self.basis = basis
         self.config = config or TrackerConfig()
         self._facemesh = facemesh
+        self.lock = PersonLock(template, self.config.lock)
+        self._glide: tuple[float, np.ndarray, np.ndarray] | None = None  # start, rotation, shift
         self._calibrator = NeutralCalibrator(frames=self.config.calibration_frames)
         self._neutral: np.ndarray | None = None
         self._neutral_rotation = np.eye(3)
@@ -119,6 +131,7 @@ class ExpressionTracker:
         """Measure the neutral again from the next frames with a face."""
         self._calibrator.reset()
         self._neutral = None
+        self.lock.reset()
         if self._filters is not None:
             for f in self._filters:
                 f.reset()
@@ -129,17 +142,20 @@ class ExpressionTracker:
 
     def process(self, rgb: np.ndarray, timestamp: float) -> TrackedFrame:
         """rgb [H, W, 3] uint8 at ``timestamp`` seconds -> the tracked state."""
-        return self.update(self.observe(rgb), timestamp)
+        return self.update(self.observe(rgb, timestamp), timestamp)
 
-    def observe(self, rgb: np.ndarray) -> FaceObservation | None:
-        """Face Mesh, head pose and gaze of one frame [H, W, 3] uint8; None without a face."""
+    def observe(self, rgb: np.ndarray, timestamp: float) -> FaceObservation | None:
+        """Face Mesh, head pose and gaze of the followed person in one frame [H, W, 3] uint8
+        at ``timestamp`` seconds; None when they are not in view."""
         if self._facemesh is None:
-            self._facemesh = FaceMeshTracker()
-        face = self._facemesh.process(rgb)
+            self._facemesh = FaceMeshTracker(max_faces=self.config.max_faces)
+        face = self.lock.select(rgb, self._facemesh.process_all(rgb), timestamp)
         if face is None:
             return None
-        pose, canonical = canonicalize(face.points, self.template)
-        return FaceObservation(pose, canonical, gaze_angles(canonical), face)
+        return FaceObservation(
+            face.pose, face.canonical, gaze_angles(face.canonical), face.landmarks,
+            face.continuity,
+        )  # fmt: skip
 
     def update(self, observation: FaceObservation | None, timestamp: float) -> TrackedFrame:
         """Advance the per-person state (neutral, filters) by one observed frame."""
@@ -161,6 +177,13 @@ class ExpressionTracker:
             self._neutral_rotation = pose.rotation
             self._neutral_translation = pose.translation
             self._neutral_scale = pose.scale
+        elif observation.continuity != Continuity.TRACKED:
+            if observation.continuity == Continuity.NEW_SHOT:
+                self._reanchor(pose, self._last.translation)
+            self._glide = (timestamp, self._last.rotation_wxyz, self._last.translation)
+            if self._filters is not None:  # they restart from the face found again
+                for f in self._filters:
+                    f.reset()
         relative = pose.rotation @ self._neutral_rotation.T
         rotation = rotation_to_quat_wxyz(relative)
         shift = (pose.translation - self._neutral_translation) / self._neutral_scale
@@ -175,6 +198,8 @@ class ExpressionTracker:
             gaze = self._filters[2](gaze, timestamp)
             if code is not None:
                 code = self._filters[3](code, timestamp)
+        if self._glide is not None:
+            rotation, translation = self._glided(rotation, translation, timestamp)
         self._last = TrackedFrame(
             face_present=True,
             calibrating=False,
@@ -186,3 +211,37 @@ class ExpressionTracker:
             landmarks=face,
         )
         return self._last
+
+    def _reanchor(self, pose: Similarity, translation: np.ndarray) -> None:
+        """Move the neutral's position and scale so that ``pose`` gives ``translation`` [3]."""
+        self._neutral_scale = pose.scale * (1.0 + translation[2] / NOMINAL_DISTANCE)
+        self._neutral_translation = pose.translation.copy()
+        self._neutral_translation[:2] -= self._neutral_scale * translation[:2]
+
+    def _glided(
+        self, rotation: np.ndarray, translation: np.ndarray, timestamp: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The way from the held pose (rotation wxyz [4], translation [3]) to this one."""
+        assert self._glide is not None
+        start, from_rotation, from_translation = self._glide
+        progress = (timestamp - start) / self.config.glide_seconds
+        if not 0.0 <= progress < 1.0:
+            self._glide = None
+            return rotation, translation
+        weight = progress * progress * (3 - 2 * progress)  # smoothstep
+        return (
+            slerp(from_rotation, rotation, weight),
+            from_translation + weight * (translation - from_translation),
+        )
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, weight: float) -> np.ndarray:
+    """Spherical interpolation of unit quaternions [4] (wxyz), the short way round."""
+    dot = float(q0 @ q1)
+    if dot < 0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:
+        q = q0 + weight * (q1 - q0)
+        return q / np.linalg.norm(q)
+    angle = np.arccos(dot)
+    return (np.sin((1 - weight) * angle) * q0 + np.sin(weight * angle) * q1) / np.sin(angle)

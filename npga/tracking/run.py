@@ -1,10 +1,11 @@
 """Track a whole source into a code recording (``npga track``), resumably.
 
-Tracking runs in two passes. The expensive one (Face Mesh, Procrustes, gaze per frame) stores
-its observations and checkpoints them every ``CHECKPOINT_EVERY`` frames (and when interrupted);
-``resume`` skips the frames already observed. The cheap one replays the stored observations
-through :meth:`ExpressionTracker.update` (neutral calibration, relative pose, basis, filters), so
-an interrupted and resumed run gives the recording an uninterrupted one gives.
+Tracking runs in two passes. The expensive one (Face Mesh, the lock on one person, Procrustes,
+gaze per frame) stores its observations and checkpoints them, with the lock's state, every
+``CHECKPOINT_EVERY`` frames (and when interrupted); ``resume`` skips the frames already observed.
+The cheap one replays the stored observations through :meth:`ExpressionTracker.update` (neutral
+calibration, relative pose, basis, filters), so an interrupted and resumed run gives the
+recording an uninterrupted one gives.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from npga.recording import CodeRecording
 from npga.tracking.expression import ExpressionBasis
 from npga.tracking.filters import OneEuroFilter
+from npga.tracking.identity import Continuity
 from npga.tracking.pipeline import ExpressionTracker, FaceObservation, TrackerConfig
 from npga.tracking.procrustes import Similarity
 from npga.tracking.sources import FrameSource
@@ -38,6 +40,8 @@ class ObservationLog:
     scale: list[float] = field(default_factory=list)
     gaze: list[np.ndarray] = field(default_factory=list)  # [4]
     timestamps: list[float] = field(default_factory=list)
+    continuity: list[int] = field(default_factory=list)  # identity.Continuity per frame
+    lock: dict[str, np.ndarray] = field(default_factory=dict)  # PersonLock.state() at the end
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -50,19 +54,24 @@ class ObservationLog:
             self.translation.append(np.zeros(3))
             self.scale.append(1.0)
             self.gaze.append(np.zeros(4))
+            self.continuity.append(int(Continuity.TRACKED))
         else:
             self.canonical.append(observation.canonical.astype(np.float32))
             self.rotation.append(observation.pose.rotation)
             self.translation.append(observation.pose.translation)
             self.scale.append(observation.pose.scale)
             self.gaze.append(observation.gaze)
+            self.continuity.append(int(observation.continuity))
         self.timestamps.append(timestamp)
 
     def observation(self, index: int) -> FaceObservation | None:
         if not self.found[index]:
             return None
         pose = Similarity(self.rotation[index], self.translation[index], self.scale[index])
-        return FaceObservation(pose, self.canonical[index].astype(np.float64), self.gaze[index])
+        return FaceObservation(
+            pose, self.canonical[index].astype(np.float64), self.gaze[index],
+            continuity=Continuity(self.continuity[index]),
+        )  # fmt: skip
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -75,6 +84,8 @@ class ObservationLog:
             scale=np.array(self.scale),
             gaze=np.stack(self.gaze),
             timestamps=np.array(self.timestamps),
+            continuity=np.array(self.continuity, dtype=np.int8),
+            **{f"lock_{name}": value for name, value in self.lock.items()},
         )
         os.replace(tmp, path)
 
@@ -90,6 +101,10 @@ class ObservationLog:
                     scale=[float(x) for x in data["scale"]],
                     gaze=list(data["gaze"]),
                     timestamps=[float(x) for x in data["timestamps"]],
+                    continuity=[int(x) for x in data["continuity"]]
+                    if "continuity" in data.files  # checkpoints before 2026-12-02 lack it
+                    else [0] * len(data["timestamps"]),
+                    lock={k[5:]: data[k] for k in data.files if k.startswith("lock_")},
                 )
         except (OSError, KeyError, ValueError) as error:
             raise ValueError(f"{path}: unreadable tracking checkpoint ({error})") from None
@@ -118,19 +133,24 @@ def observe_source(
     log = ObservationLog.load(checkpoint) if resume and checkpoint and checkpoint.exists() else None
     log = log or ObservationLog()
     observer = ExpressionTracker(template)
+    if log.lock:
+        observer.lock.restore(log.lock)  # who was followed when the run stopped
     num_landmarks = template.points.shape[0]
     try:
         for index, frame in enumerate(source.frames()):
             if index < len(log):
                 continue  # observed before the interruption
-            log.append(observer.observe(frame.rgb), frame.timestamp, num_landmarks)
+            observation = observer.observe(frame.rgb, frame.timestamp)
+            log.append(observation, frame.timestamp, num_landmarks)
             if on_frame is not None:
                 on_frame(index + 1)
             if checkpoint is not None and len(log) % CHECKPOINT_EVERY == 0:
+                log.lock = observer.lock.state()
                 log.save(checkpoint)
     finally:
         observer.close()
         if checkpoint is not None and len(log):
+            log.lock = observer.lock.state()
             log.save(checkpoint)
     if not len(log):
         raise ValueError(f"{source.description}: no frames")
