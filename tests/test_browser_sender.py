@@ -139,6 +139,33 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
             page.click("#calibrate")
             assert not page.evaluate(STATE_JS)["calibrated"]
             wait_until(lambda: page.evaluate(STATE_JS)["calibrated"], 30, "a new neutral")
+
+            # The camera goes away (as when unplugged): the page says so, the server holds the
+            # last pose, and the page opens the camera again and goes on tracking.
+            page.evaluate(
+                "document.getElementById('self-view').srcObject"
+                ".getVideoTracks().forEach((track) => track.stop())"
+            )
+            wait_until(
+                lambda: (page.evaluate("window.telepresence.error") or "").startswith(
+                    "The camera stopped"
+                ),
+                10,
+                "the page to report the stopped camera",
+            )
+            page.screenshot(path=str(tmp_path / "camera-stopped.png"))
+            wait_until(
+                lambda: page.evaluate("window.telepresence.cameraReopened") >= 1
+                and page.evaluate("window.telepresence.error") is None,
+                20,
+                "the camera to be reopened",
+            )
+            sent = page.evaluate("window.telepresence.framesSent")
+            wait_until(
+                lambda: page.evaluate("window.telepresence.framesSent") > sent + 10,
+                15,
+                "frames sent again from the reopened camera",
+            )
         finally:
             context.close()
     assert state["error"] is None, state["error"]
@@ -155,7 +182,7 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
     # The avatar moves only while the sender sends: beyond video-coding noise, and causal.
     assert moving > MOTION and moving > 3 * paused, (moving, paused)
     assert resumed > MOTION and resumed > 3 * paused, (resumed, paused)
-    keep_screenshots(tmp_path, "sender.png")
+    keep_screenshots(tmp_path, "sender.png", "camera-stopped.png")
 
 
 def test_camera_refused_is_a_readable_error(tmp_path: Path) -> None:

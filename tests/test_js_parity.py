@@ -18,6 +18,7 @@ import pytest
 from npga.codes import ExpressionFrame, FrameFlags, decode_frame, encode_frame
 from npga.tracking.expression import ExpressionBasis, canonicalize
 from npga.tracking.gaze import gaze_angles
+from npga.tracking.identity import Continuity
 from npga.tracking.pipeline import ExpressionTracker, FaceObservation, TrackerConfig
 from npga.tracking.procrustes import Similarity
 from npga.tracking.template import load_default_template
@@ -49,24 +50,28 @@ def _vectors() -> tuple[dict, ExpressionBasis, list[dict]]:
     basis = ExpressionBasis.from_json(basis_json)
     frames: list[dict] = []
     t = 100.0
-    for i in range(60):
+    for i in range(95):
         t += 1 / 30 + rng.uniform(-0.004, 0.004)
-        if i == 20:
-            frames.append({"points": None, "t": t})  # no face
+        if i == 20 or 64 <= i < 72:
+            frames.append({"points": None, "t": t})  # no face: one frame, then a longer loss
             continue
         calibrating = i < CALIBRATION_FRAMES + 1
         weight = 0.0 if calibrating else 1.5 * np.sin(i / 5)
         expression = weight * training[i % 40] * 2
         if i == 5:
             expression = training[3] * 6  # an outlier frame for the MAD rule
+        cut = i >= 82  # a shot cut: the face elsewhere in the image and larger
         pose = Similarity(
             _rotation(0.2 * np.sin(i / 9), 0.1 * np.cos(i / 7), 0.05 * np.sin(i / 4)),
-            np.array([320.0 + 10 * np.sin(i / 6), 240.0 + 5 * i / 60, 3.0]),
-            180.0 * (1 + 0.05 * np.sin(i / 8)),
+            np.array([320.0 + 10 * np.sin(i / 6) + 150 * cut, 240.0 + 5 * i / 60, 3.0]),
+            180.0 * (1 + 0.05 * np.sin(i / 8)) * (1.4 if cut else 1.0),
         )
         noise = rng.normal(0, 0.3, (num, 3))
         points = pose.apply(template.points + expression) + noise
-        frames.append({"points": points.tolist(), "t": t, "recalibrate": i == 40})
+        continuity = {72: Continuity.REACQUIRED, 82: Continuity.NEW_SHOT}.get(i, 0)
+        frames.append(
+            {"points": points.tolist(), "t": t, "recalibrate": i == 40, "continuity": continuity}
+        )
     return basis_json, basis, frames
 
 
@@ -81,7 +86,10 @@ def _python_frames(basis: ExpressionBasis, frames: list[dict]) -> list[dict]:
         observation = None
         if item["points"] is not None:
             pose, canonical = canonicalize(np.asarray(item["points"]), basis.template)
-            observation = FaceObservation(pose, canonical, gaze_angles(canonical))
+            observation = FaceObservation(
+                pose, canonical, gaze_angles(canonical),
+                continuity=Continuity(item.get("continuity", 0)),
+            )  # fmt: skip
         state = tracker.update(observation, item["t"])
         wire = encode_frame(state.to_expression_frame(seq, item["t"]))
         out.append({"state": state, "bytes": wire, "frame": decode_frame(wire)})
@@ -158,3 +166,8 @@ def test_js_encoder_matches_python(tmp_path: Path) -> None:
         assert decoded.seq == seq
         saw_code |= bool(np.abs(state.code).max() > 0.5)
     assert saw_code  # the vectors exercise real codes, not only zeros
+    # ... and a glide after a loss and a re-anchoring after a cut: no jump at either
+    for back in (72, 82):
+        step = np.abs(np.asarray(js["frames"][back]["translation"]) -
+                      np.asarray(js["frames"][back - 1]["translation"])).max()  # fmt: skip
+        assert step < 0.05, (back, step)

@@ -1,6 +1,6 @@
 // The browser client: viewer (every avatar of a room as live video, with stats) and sender
 // (webcam -> Face Mesh -> ExpressionFrames on the `expr` data channel). docs/web_client.md.
-import { ExpressionBasis, ExpressionTracker, encodeFrame, frameFlags } from "./tracking.js";
+import { ExpressionBasis, ExpressionTracker, FaceLock, encodeFrame, frameFlags } from "./tracking.js";
 
 // Avatar videos to receive: the server's limit (Limits.video_seats). Seats follow the room's
 // join order; a sender's own avatar is one of them (see_self) and is shown first.
@@ -9,6 +9,9 @@ const SEND_FPS = 30;
 const ICE_GATHER_TIMEOUT_MS = 3000;
 const DISCONNECTED_GRACE_MS = 4000; // `disconnected` that lasts this long -> reconnect
 const NO_FACE_MESSAGE_MS = 1500;
+const CAMERA_STALL_MS = 1000; // no new picture this long: say so (the avatar holds its pose)
+const CAMERA_RETRY_MS = 2000; // a camera that ended is asked for again this often
+const MAX_FACES = 2; // Face Mesh looks for two; the FaceLock follows one person
 const MAX_BACKOFF_S = 10;
 
 const $ = (id) => document.getElementById(id);
@@ -24,6 +27,8 @@ const status = {
   lastFrameBytes: 0,
   faceMeshMs: null,
   facesSeen: 0,
+  cameraStalls: 0,
+  cameraReopened: 0,
   trackerState: null,
   stats: [],
 };
@@ -416,6 +421,10 @@ class Sender {
     this.paused = false;
     this.busy = false;
     this.lastFaceAt = performance.now();
+    this.lock = new FaceLock();
+    this.lastPictureAt = performance.now();
+    this.stalled = false;
+    this.reopening = null;
     this.timer = null;
     this.window = [];
     this.warm = false;
@@ -429,24 +438,13 @@ class Sender {
       );
     }
     await this.useAvatar(this.session.avatar);
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
-        audio: false,
-      });
-    } catch (error) {
-      throw new RequestError(cameraMessage(error));
-    }
-    this.stream = stream;
-    this.video.srcObject = stream;
-    await this.video.play().catch(() => undefined);
+    await this.openCamera();
     if (typeof window.FaceMesh !== "function") {
       throw new RequestError("Face Mesh did not load (mediapipe/face_mesh.js is missing from the build).");
     }
     this.faceMesh = new window.FaceMesh({ locateFile: (file) => `/static/mediapipe/${file}` });
     this.faceMesh.setOptions({
-      maxNumFaces: 1,
+      maxNumFaces: MAX_FACES,
       refineLandmarks: true,
       minDetectionConfidence: 0.5,
       minTrackingConfidence: 0.5,
@@ -459,6 +457,61 @@ class Sender {
       throw new RequestError(`Face Mesh could not start in this browser: ${error?.message ?? error}`);
     }
     this.timer = setInterval(() => this.tick(), 1000 / SEND_FPS);
+  }
+
+  async openCamera() {
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
+        audio: false,
+      });
+    } catch (error) {
+      throw new RequestError(cameraMessage(error));
+    }
+    this.stream?.getTracks().forEach((track) => track.stop());
+    this.stream = stream;
+    this.video.srcObject = stream;
+    await this.video.play().catch(() => undefined);
+    this.lastPictureAt = performance.now();
+    const onPicture = () => {
+      if (this.video.srcObject !== stream) return; // a camera since replaced
+      this.lastPictureAt = performance.now();
+      this.video.requestVideoFrameCallback(onPicture);
+    };
+    this.video.requestVideoFrameCallback(onPicture);
+  }
+
+  // A camera that sends no pictures (stalled, unplugged, taken by another app) is reported;
+  // the server keeps showing the last pose meanwhile. One that ended is asked for again.
+  checkCamera(now) {
+    if (now - this.lastPictureAt <= CAMERA_STALL_MS) {
+      if (this.stalled) {
+        this.stalled = false;
+        showError(null);
+      }
+      return true;
+    }
+    const ended = this.stream?.getVideoTracks().every((track) => track.readyState === "ended");
+    if (!this.stalled) {
+      this.stalled = true;
+      status.cameraStalls++;
+    }
+    showError(
+      ended
+        ? "The camera stopped (unplugged, or taken by another app); the avatar holds its last pose. Trying to reopen it…"
+        : `The camera has sent no picture for ${Math.round((now - this.lastPictureAt) / 1000)} s; the avatar holds its last pose.`,
+    );
+    if (ended && !this.reopening) {
+      this.reopening = new Promise((resolve) => setTimeout(resolve, CAMERA_RETRY_MS))
+        .then(() => this.openCamera())
+        .then(() => status.cameraReopened++)
+        .catch(() => undefined)
+        .finally(() => {
+          this.reopening = null;
+        });
+    }
+    return false;
   }
 
   async useAvatar(avatarId) {
@@ -474,11 +527,12 @@ class Sender {
 
   calibrate() {
     this.tracker?.recalibrate();
+    this.lock.reset();
     this.session.sendCtrl({ type: "calibrate" });
   }
 
   async tick() {
-    if (this.busy || !this.faceMesh || this.video.readyState < 2) return;
+    if (this.busy || !this.faceMesh || !this.checkCamera(performance.now()) || this.video.readyState < 2) return;
     this.busy = true;
     const started = performance.now();
     try {
@@ -496,22 +550,26 @@ class Sender {
   }
 
   onResults(results) {
-    const landmarks = results.multiFaceLandmarks?.[0];
     const width = this.video.videoWidth;
     const height = this.video.videoHeight;
-    const points =
-      landmarks && landmarks.length === this.tracker.template.points.length
-        ? landmarks.map((p) => [p.x * width, p.y * height, p.z * width])
-        : null;
+    const faces = (results.multiFaceLandmarks ?? [])
+      .filter((landmarks) => landmarks.length === this.tracker.template.points.length)
+      .map((landmarks) => landmarks.map((p) => [p.x * width, p.y * height, p.z * width]));
+    const followed = this.lock.select(faces, width, height, this.captureTime);
+    const points = followed?.points ?? null;
     const now = performance.now();
     if (points) {
       status.facesSeen++;
       this.lastFaceAt = now;
       if (status.error?.startsWith("No face")) showError(null);
     } else if (now - this.lastFaceAt > NO_FACE_MESSAGE_MS) {
-      showError("No face detected. Face the camera in good light; the avatar holds its last expression.");
+      showError(
+        faces.length
+          ? "Only someone else is in view: the avatar follows the person it calibrated on (press Calibrate neutral to follow whoever is in front of the camera)."
+          : "No face detected. Face the camera in good light; the avatar holds its last expression.",
+      );
     }
-    const state = this.tracker.process(points, this.captureTime);
+    const state = this.tracker.process(points, this.captureTime, followed?.continuity);
     status.trackerState = { ...state, calibrated: this.tracker.calibrated };
     setFace(
       !state.facePresent ? "none" : state.calibrating ? "calibrating" : "tracking",

@@ -353,7 +353,7 @@ export class QuaternionFilter extends OneEuroFilter {
 
 // Face Mesh landmarks -> head pose, gaze and code; the state machine of ExpressionTracker.update.
 export class ExpressionTracker {
-  constructor(basis, { calibrationFrames = 30, filter = DEFAULT_ONE_EURO } = {}) {
+  constructor(basis, { calibrationFrames = 30, filter = DEFAULT_ONE_EURO, glideSeconds = 0.4 } = {}) {
     this.basis = basis;
     this.template = basis.template;
     this.calibrator = new NeutralCalibrator(calibrationFrames);
@@ -364,6 +364,8 @@ export class ExpressionTracker {
     this.neutralRotation = [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
     this.neutralTranslation = [0, 0, 0];
     this.neutralScale = 1;
+    this.glideSeconds = glideSeconds;
+    this.glide = null; // { start, rotation, translation }: the held pose a re-acquired face leaves
     this.last = {
       facePresent: false,
       calibrating: true,
@@ -390,9 +392,10 @@ export class ExpressionTracker {
     return { pose, canonical, gaze: gazeAngles(canonical) };
   }
 
-  // One frame: `points` [L][3] pixels, or null without a face; `timestamp` in seconds.
-  process(points, timestamp) {
-    return this.update(points ? this.observe(points) : null, timestamp);
+  // One frame: `points` [L][3] pixels, or null without a face; `timestamp` in seconds;
+  // `continuity` how the face follows from the frames before (CONTINUITY).
+  process(points, timestamp, continuity = CONTINUITY.tracked) {
+    return this.update(points ? { ...this.observe(points), continuity } : null, timestamp);
   }
 
   update(observation, timestamp) {
@@ -411,6 +414,10 @@ export class ExpressionTracker {
       this.neutralRotation = pose.rotation;
       this.neutralTranslation = pose.translation;
       this.neutralScale = pose.scale;
+    } else if ((observation.continuity ?? CONTINUITY.tracked) !== CONTINUITY.tracked) {
+      if (observation.continuity === CONTINUITY.newShot) this.reanchor(pose, this.last.translation);
+      this.glide = { start: timestamp, rotation: this.last.rotation, translation: this.last.translation };
+      if (this.filters) this.filters.forEach((f) => f.reset()); // they restart from the face found again
     }
     let rotation = rotationToQuatWxyz(matmul3(pose.rotation, transpose3(this.neutralRotation)));
     const shift = [0, 1].map((k) => (pose.translation[k] - this.neutralTranslation[k]) / this.neutralScale);
@@ -424,9 +431,115 @@ export class ExpressionTracker {
       gaze = this.filters[2].filter(gaze, timestamp);
       code = this.filters[3].filter(code, timestamp);
     }
+    if (this.glide) [rotation, translation] = this.glided(rotation, translation, timestamp);
     this.last = { facePresent: true, calibrating: false, rotation, translation, gaze, code };
     return this.last;
   }
+
+  // Move the neutral's position and scale so that `pose` gives `translation` [3] (after a cut).
+  reanchor(pose, translation) {
+    this.neutralScale = pose.scale * (1 + translation[2] / NOMINAL_DISTANCE);
+    this.neutralTranslation = [
+      pose.translation[0] - this.neutralScale * translation[0],
+      pose.translation[1] - this.neutralScale * translation[1],
+      pose.translation[2],
+    ];
+  }
+
+  // The way from the held pose to this one, over glideSeconds (smoothstep).
+  glided(rotation, translation, timestamp) {
+    const progress = (timestamp - this.glide.start) / this.glideSeconds;
+    if (!(progress >= 0 && progress < 1)) {
+      this.glide = null;
+      return [rotation, translation];
+    }
+    const weight = progress * progress * (3 - 2 * progress);
+    const from = this.glide.translation;
+    return [slerp(this.glide.rotation, rotation, weight), from.map((v, k) => v + weight * (translation[k] - v))];
+  }
+}
+
+// How the face of a frame follows from the frames before (identity.Continuity).
+export const CONTINUITY = { tracked: 0, reacquired: 1, newShot: 2 };
+
+// Spherical interpolation of unit quaternions [4] (wxyz), the short way round (pipeline.slerp).
+export function slerp(q0, q1, weight) {
+  let dot = q0.reduce((sum, c, i) => sum + c * q1[i], 0);
+  let target = q1;
+  if (dot < 0) {
+    target = q1.map((c) => -c);
+    dot = -dot;
+  }
+  if (dot > 0.9995) {
+    const q = q0.map((c, i) => c + weight * (target[i] - c));
+    const norm = Math.hypot(...q);
+    return q.map((c) => c / norm);
+  }
+  const angle = Math.acos(dot);
+  const a = Math.sin((1 - weight) * angle) / Math.sin(angle);
+  const b = Math.sin(weight * angle) / Math.sin(angle);
+  return q0.map((c, i) => a * c + b * target[i]);
+}
+
+// Which of the faces in view is the person followed (the browser's PersonLock, by position
+// only: a webcam has no shot cuts). At the start the most prominent face (the largest, weighted
+// towards the centre); then the face nearest to where the person was, within half a face width
+// while they are in view and within `reacquireWidths` face widths after a loss; a face elsewhere
+// only once the person has been gone `releaseSeconds` (someone else sits down at the camera).
+export class FaceLock {
+  constructor({ reacquireSeconds = 0.25, followSeconds = 0.5, reacquireWidths = 1.5, releaseSeconds = 3 } = {}) {
+    Object.assign(this, { reacquireSeconds, followSeconds, reacquireWidths, releaseSeconds });
+    this.reset();
+  }
+
+  reset() {
+    this.centre = null;
+    this.width = 0;
+    this.lastSeen = -Infinity;
+  }
+
+  // `faces`: [F][L][3] pixels of a `width` x `height` frame at `timestamp` seconds
+  // -> { points, continuity } of the person, or null when they are not in view.
+  select(faces, width, height, timestamp) {
+    const gap = timestamp - this.lastSeen;
+    if (this.centre !== null && gap > this.releaseSeconds) this.reset();
+    if (!faces.length) return null;
+    let index;
+    let continuity = CONTINUITY.tracked;
+    if (this.centre === null) {
+      const prominence = (points) => {
+        const [x, y] = centreOf(points);
+        const offCentre = Math.hypot(x - width / 2, y - height / 2) / Math.hypot(width, height);
+        return faceWidth(points) * (1 - offCentre);
+      };
+      index = argMax(faces.map(prominence));
+      if (Number.isFinite(this.lastSeen)) continuity = CONTINUITY.reacquired;
+    } else {
+      const distances = faces.map((points) => Math.hypot(...centreOf(points).map((v, k) => v - this.centre[k])));
+      index = argMax(distances.map((d) => -d));
+      const reach = gap <= this.followSeconds ? 0.5 : this.reacquireWidths;
+      if (distances[index] >= reach * this.width) return null;
+      if (gap > this.reacquireSeconds) continuity = CONTINUITY.reacquired;
+    }
+    this.centre = centreOf(faces[index]);
+    this.width = faceWidth(faces[index]);
+    this.lastSeen = timestamp;
+    return { points: faces[index], continuity };
+  }
+}
+
+function centreOf(points) {
+  const sum = points.reduce((acc, p) => [acc[0] + p[0], acc[1] + p[1]], [0, 0]);
+  return [sum[0] / points.length, sum[1] / points.length];
+}
+
+function faceWidth(points) {
+  const xs = points.map((p) => p[0]);
+  return Math.max(...xs) - Math.min(...xs);
+}
+
+function argMax(values) {
+  return values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
 }
 
 // ---------------------------------------------------------------- wire format (codes.py)

@@ -21,7 +21,7 @@ const hex = (buffer) => Buffer.from(buffer).toString("hex");
 
 const frames = vectors.frames.map((input, seq) => {
   if (input.recalibrate) tracker.recalibrate();
-  const state = tracker.process(input.points, input.t);
+  const state = tracker.process(input.points, input.t, input.continuity ?? 0);
   const bytes = encodeFrame({ seq, timestamp: input.t, ...state, flags: frameFlags(state) });
   return {
     flags: frameFlags(state),
