@@ -3,6 +3,7 @@ the untidy files real devices make."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -84,3 +85,25 @@ def write_out_of_order(path: Path, frames: list[np.ndarray]) -> Path:
             packet.pts = packet.dts = max(packet.dts, 0) if i else 0
             container.mux(packet)
     return path
+
+
+def write_variable_rate(path: Path, frames: list[np.ndarray]) -> Path:
+    """An mp4 whose frames come at an irregular rate, as phones record in low light: gaps of
+    1/30 s and 1/15 s in turn. -> the path; the presentation times are ``variable_times``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for frame, seconds in zip(frames, variable_times(len(frames)), strict=True):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts = round(seconds * 90000)
+            picture.time_base = Fraction(1, 90000)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    return path
+
+
+def variable_times(count: int) -> np.ndarray:
+    """[count] seconds: the frame times of :func:`write_variable_rate`."""
+    return np.concatenate(([0.0], np.cumsum(np.where(np.arange(count - 1) % 2, 2, 1) / 30)))

@@ -155,8 +155,10 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
             )
             page.screenshot(path=str(tmp_path / "camera-stopped.png"))
             wait_until(
-                lambda: page.evaluate("window.telepresence.cameraReopened") >= 1
-                and page.evaluate("window.telepresence.error") is None,
+                lambda: (
+                    page.evaluate("window.telepresence.cameraReopened") >= 1
+                    and page.evaluate("window.telepresence.error") is None
+                ),
                 20,
                 "the camera to be reopened",
             )

@@ -7,14 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 from clips import (
     front_frames,
     other_person,
+    variable_times,
     write_out_of_order,
     write_rotated_mp4,
+    write_variable_rate,
     write_video,
     write_webm,
 )
@@ -80,18 +83,26 @@ def face_x(log: ObservationLog) -> np.ndarray:
 @pytest.mark.parametrize(
     ("name", "write"),
     [
-        ("bframes.avi-like.mkv", write_out_of_order),
+        ("bframes.mov", write_out_of_order),  # presentation times out of order
+        ("bframes.avi", write_out_of_order),
         ("portrait.mp4", write_rotated_mp4),
         ("browser.webm", write_webm),
+        ("low-light.mp4", write_variable_rate),
     ],
 )
 def test_npga_track_reads_untidy_files(performance, tmp_path: Path, name: str, write) -> None:
     video = write(tmp_path / name, performance[:60])
+    if name == "bframes.mov":
+        with av.open(str(video)) as container:
+            raw = [f.time for f in container.decode(container.streams.video[0])]
+        assert np.any(np.diff(raw) < 0)  # the file really is out of order
     out = tmp_path / "codes.npz"
     main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)])
     recording = load_recording(out)
     assert recording.num_frames == 60
     assert np.all(np.diff(recording.timestamps) > 0)
+    if name == "low-light.mp4":  # the frames keep their own times
+        np.testing.assert_allclose(recording.timestamps, variable_times(60), atol=1e-6)
     # the face is found (upright) in every frame; the first second calibrates the neutral
     assert recording.face_present[32:].all()
     main(["track", str(video), "--out", str(out), "--avatar", str(DEMO), "--resume"])
