@@ -21,6 +21,7 @@ from npga.bundle import AvatarBundle, save_bundle
 from npga.cameras import Cameras
 from npga.cli_args import (
     CliError,
+    check_output_file,
     device_arg,
     load_avatar,
     positive_float,
@@ -89,8 +90,7 @@ def cmd_render(args: argparse.Namespace) -> None:
             f"{args.codes}: codes have {recording.expression_dim} dims but the avatar's "
             f"expression space has {bundle.config.expression_dim}"
         )
-    if args.out.parent and not args.out.parent.is_dir():
-        raise CliError(f"{args.out}: its folder does not exist")
+    check_output_file(args.out)
     frames = recording.num_frames if args.frames is None else min(args.frames, recording.num_frames)
     try:
         cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
@@ -174,8 +174,7 @@ def cmd_track(args: argparse.Namespace) -> None:
     except (ValueError, SourceError) as error:
         raise CliError(str(error)) from None
     for path in (args.out, args.fit_basis):
-        if path is not None and not path.parent.is_dir():
-            raise CliError(f"{path}: its folder does not exist")
+        check_output_file(path)
     template = basis.template if basis is not None else load_default_template()
     checkpoint = args.out.with_name(args.out.name + ".partial.npz")
     columns = (TextColumn("tracking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -227,6 +226,7 @@ def cmd_make_avatar(args: argparse.Namespace) -> None:
 
 
 def cmd_make_codes(args: argparse.Namespace) -> None:
+    check_output_file(args.out)
     if args.avatar is not None:
         dim = load_avatar(args.avatar, torch.device("cpu")).config.expression_dim
     else:

@@ -16,6 +16,17 @@ class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+def check_output_file(path: Path | None) -> None:
+    """Before any work: a file can be written at ``path`` (its folder exists, it is not a folder);
+    else a one-line CliError. None (an optional output not asked for) passes."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CliError(f"{path}: is a folder; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise CliError(f"{path}: its folder does not exist")
+
+
 def load_avatar(path: Path, device: torch.device) -> AvatarBundle:
     """The bundle at ``path``, or a one-line CliError saying why it is not one."""
     try:

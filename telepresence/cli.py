@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from npga.cli_args import non_negative_int, show_defaults
+from npga.cli_args import CliError, check_output_file, non_negative_int, show_defaults
 from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
@@ -34,10 +34,6 @@ from telepresence.sender import ClientError, TelepresenceClient
 from telepresence.sources import SendOptions, recording_frames, synthetic_frames, tracked_frames
 
 DEMO_ROOM = "demo"
-
-
-class CliError(Exception):
-    """A user error: one line on stderr, exit status 2."""
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -245,6 +241,8 @@ def cmd_send(args: argparse.Namespace) -> None:
     ]
     if not args.view_only and sum(sources) != 1:
         raise CliError("choose one source: --camera N, --video FILE, --codes FILE or --synthetic")
+    for path in (args.record, args.stats_json):
+        check_output_file(path)
     if _loopback_host(urllib.parse.urlsplit(args.server).hostname):
         restrict_host_addresses(["127.0.0.1"])  # talking to a local server: stay on loopback
     try:

@@ -19,6 +19,8 @@ from npga.cli_args import DefaultsHelpFormatter
 from npga.recording import CodeRecording, load_recording, synthetic_recording
 from telepresence.cli import build_parser as telepresence_parser
 
+DEMO = str(Path(__file__).resolve().parent.parent / "npga" / "assets" / "demo")
+
 
 def _npga(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -161,6 +163,25 @@ def test_track_a_video_fits_a_basis_and_writes_codes(tmp_path: Path) -> None:
     assert smaller.returncode == 0, smaller.stderr
     nowhere = _npga("track", str(video), "--out", str(tmp_path / "no" / "e.npz"))
     assert nowhere.returncode == 2 and "its folder does not exist" in nowhere.stderr
+
+
+def test_output_paths_are_checked_before_the_work(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no" / "out")
+    codes = tmp_path / "codes.npz"
+    assert _npga("make-codes", str(codes), "--avatar", DEMO, "--seconds", "1").returncode == 0
+    cases = [
+        (["make-codes", missing + ".npz"], "out.npz: its folder does not exist"),
+        (["render", DEMO, "--codes", str(codes), "--out", str(tmp_path)],
+         ": is a folder; give a file name"),
+        (["oracle", DEMO, str(tmp_path), "--json", missing + ".json"],
+         "out.json: its folder does not exist"),
+        (["eval", DEMO, str(tmp_path), "--json", missing + ".json"],
+         "out.json: its folder does not exist"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = _npga(*args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().count("\n") == 0, result.stderr
 
 
 def test_track_reports_bad_inputs_in_one_line(tmp_path: Path) -> None:

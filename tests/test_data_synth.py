@@ -263,7 +263,7 @@ def test_data_video_errors(
     cases = {
         ("--camera", "cam_09"): "no camera 'cam_09' (cameras: cam_00, cam_01, cam_02)",
         ("--out", str(tmp_path / "clip.gif")): "the suffix must be one of .mp4, .mov, .mkv, .webm",
-        ("--out", str(tmp_path / "missing" / "clip.mp4")): "missing: no such folder",
+        ("--out", str(tmp_path / "missing" / "clip.mp4")): "clip.mp4: its folder does not exist",
     }
     for extra, message in cases.items():
         assert main(["data", "video", str(capture), "--out", str(out), *extra]) == 2

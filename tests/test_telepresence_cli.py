@@ -38,12 +38,39 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
         (["bench", "--sessions", "0"], "expected a positive number"),
         (["bench", "--client-processes", "-1"], "expected 0 or more"),
         (["token", "--secret", " ", "--room", "r", "--role", "sender"], "--secret is empty"),
+        # output paths are checked before connecting (the server here does not exist)
+        (
+            [
+                "send",
+                "--room",
+                "r",
+                "--synthetic",
+                "--server",
+                "http://127.0.0.1:9",
+                "--record",
+                "/no/such/folder/me.mp4",
+            ],
+            "/no/such/folder/me.mp4: its folder does not exist",
+        ),
+        (
+            [
+                "send",
+                "--room",
+                "r",
+                "--synthetic",
+                "--server",
+                "http://127.0.0.1:9",
+                "--stats-json",
+                "/tmp",
+            ],
+            "/tmp: is a folder; give a file name",
+        ),
     ],
 )
 def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:
     result = _telepresence(*args)
     assert result.returncode != 0
-    assert message in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]  # one line (after argparse's usage)
     assert "Traceback" not in result.stderr
 
 

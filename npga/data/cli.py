@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from npga.cli_args import CliError, positive_float, positive_int
+from npga.cli_args import CliError, check_output_file, positive_float, positive_int
 from npga.data.layout import FRAMES_DIR, CaptureError
 
 # The containers ``npga data video`` writes and the codec each gets.
@@ -49,6 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def cmd_preview(args: argparse.Namespace) -> None:
     from npga.data.preview import write_contact_sheet
 
+    check_output_file(args.out)
     try:
         print(
             write_contact_sheet(
@@ -84,10 +85,7 @@ def cmd_video(args: argparse.Namespace) -> None:
     if codec is None:
         known = ", ".join(VIDEO_CODECS)
         raise CliError(f"{out}: not a video file name (the suffix must be one of {known})")
-    if not out.parent.is_dir():
-        raise CliError(f"{out.parent}: no such folder")
-    if out.is_dir():
-        raise CliError(f"{out}: is a folder")
+    check_output_file(out)
     try:
         capture = CaptureDataset(args.capture, cache=False)
         camera = args.camera or capture.front_camera

@@ -22,7 +22,14 @@ from rich.progress import (
 )
 
 from npga.bundle import AvatarBundle, BundleError, load_bundle
-from npga.cli_args import CliError, DefaultsHelpFormatter, device_arg, load_avatar, positive_int
+from npga.cli_args import (
+    CliError,
+    DefaultsHelpFormatter,
+    check_output_file,
+    device_arg,
+    load_avatar,
+    positive_int,
+)
 from npga.data import CaptureDataset, CaptureError
 from npga.eval.cross import cross_reenactment
 from npga.eval.evaluate import evaluate
@@ -102,8 +109,7 @@ def _progress() -> Progress:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    if args.json is not None and not args.json.parent.is_dir():
-        raise CliError(f"{args.json}: its folder does not exist")
+    check_output_file(args.json)
     if args.media is not None and args.media.exists() and not args.media.is_dir():
         raise CliError(f"{args.media}: exists and is not a folder")
 
@@ -198,6 +204,7 @@ def _eval_capture(
 
 
 def cmd_oracle(args: argparse.Namespace) -> None:
+    check_output_file(args.json)
     filename = POSE_FILES[args.poses]
     if not (args.avatar / filename).is_file():
         raise CliError(
@@ -222,6 +229,7 @@ def cmd_oracle(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_views(args: argparse.Namespace) -> None:
+    check_output_file(args.json)
     try:
         bundle = load_bundle(args.avatar, args.device)
         tracking = CaptureTracking.load(args.avatar, REFINED_TRACKING_FILE)
