@@ -77,8 +77,9 @@ class FrameProbe:
             "seat": self.seat,
             "frames_received": self.frames,
             "fps_received": round(self.frames / span, 2) if span > 0 else 0.0,
-            "distinct_avatar_frames": len(self.distinct_seqs),
         }
+        if self.distinct_seqs:  # only stamped frames (serve --stamp-frames) say which they are
+            report["distinct_avatar_frames"] = len(self.distinct_seqs)
         if latencies.size:
             report["e2e_latency_ms_p50"] = round(float(np.percentile(latencies, 50)), 1)
             report["e2e_latency_ms_p95"] = round(float(np.percentile(latencies, 95)), 1)
