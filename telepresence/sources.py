@@ -76,57 +76,69 @@ async def tracked_frames(
     told through ``on_event`` and the last state is sent again, flagged as having no face, so
     the avatar holds its last pose; a camera that fails is reopened until it comes back."""
     capture = FrameCapture(open_source, live=live)
-    capture.start()
-    tracker = ExpressionTracker(basis.template, basis)
     loop = asyncio.get_running_loop()
-    start = time.monotonic()
-    seq = 0
-    last: ExpressionFrame | None = None
-    stalled = False
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="track")
+    tracker: ExpressionTracker | None = None  # built, used and closed on the worker
+
+    def begin() -> None:
+        nonlocal tracker
+        capture.start()  # opening a camera can take a while: off the loop
+        tracker = ExpressionTracker(basis.template, basis)
 
     def step() -> tuple[ExpressionFrame, float] | SourceLost | SourceError | SourceEnded | None:
+        assert tracker is not None
         item = capture.next(STALL_SECONDS)
         if not isinstance(item, Frame):
             return item
         state = tracker.process(item.rgb, item.timestamp)
         return state.to_expression_frame(seq + 1, time.time()), item.timestamp
 
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="track") as worker:
-            while options.seconds is None or time.monotonic() - start < options.seconds:
-                result = await loop.run_in_executor(worker, step)
-                if isinstance(result, SourceEnded):
-                    return
-                if isinstance(result, SourceError):
-                    raise result
-                if isinstance(result, SourceLost):
-                    on_event(result.message)
-                    stalled = True
-                    continue
-                if result is None:  # nothing came: hold the last pose
-                    if not stalled:
-                        on_event(
-                            f"{capture.description}: no frame for {STALL_SECONDS:g} s; the "
-                            "avatar holds its last pose"
-                        )
-                        stalled = True
-                    if last is not None:
-                        seq += 1
-                        yield held(last, seq)
-                    continue
-                if stalled:
-                    on_event(f"{capture.description}: frames again")
-                    stalled = False
-                frame, media_time = result
-                seq += 1
-                delay = start + media_time - time.monotonic()  # a file plays in real time
-                if delay > 0 and not live:
-                    await asyncio.sleep(delay)
-                last = frame
-                yield frame
-    finally:
+    def finish() -> None:
         capture.close()
-        tracker.close()
+        if tracker is not None:
+            tracker.close()
+
+    start = time.monotonic()
+    seq = 0
+    last: ExpressionFrame | None = None
+    stalled = False
+    try:
+        await loop.run_in_executor(worker, begin)
+        while options.seconds is None or time.monotonic() - start < options.seconds:
+            result = await loop.run_in_executor(worker, step)
+            if isinstance(result, SourceEnded):
+                return
+            if isinstance(result, SourceError):
+                raise result
+            if isinstance(result, SourceLost):
+                on_event(result.message)
+                stalled = True
+                continue
+            if result is None:  # nothing came: hold the last pose
+                if not stalled:
+                    on_event(
+                        f"{capture.description}: no frame for {STALL_SECONDS:g} s; the avatar "
+                        "holds its last pose"
+                    )
+                    stalled = True
+                if last is not None:
+                    seq += 1
+                    yield held(last, seq)
+                continue
+            if stalled:
+                on_event(f"{capture.description}: frames again")
+                stalled = False
+            frame, media_time = result
+            seq += 1
+            delay = start + media_time - time.monotonic()  # a file plays in real time
+            if delay > 0 and not live:
+                await asyncio.sleep(delay)
+            last = frame
+            yield frame
+    finally:
+        # one worker thread: this runs after any step still in flight, then nothing is left
+        await loop.run_in_executor(worker, finish)
+        worker.shutdown(wait=True)
 
 
 def held(frame: ExpressionFrame, seq: int) -> ExpressionFrame:
