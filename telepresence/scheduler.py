@@ -13,6 +13,7 @@ import math
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -25,7 +26,25 @@ from telepresence.stamp import draw_seq
 
 log = logging.getLogger(__name__)
 
-RenderJob = tuple[Participant, ExpressionFrame | None]
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One sender's frame to render, with the avatar it was picked for (on the loop): an avatar
+    switch while the worker renders cannot put the frame under the wrong avatar."""
+
+    participant: Participant
+    frame: ExpressionFrame | None
+    avatar_id: str
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    job: RenderJob
+    image: np.ndarray  # [H*3/2, W] uint8 yuv420p
+
+    @property
+    def seq(self) -> int | None:
+        return self.job.frame.seq if self.job.frame is not None else None
 
 
 class RenderScheduler:
@@ -69,18 +88,16 @@ class RenderScheduler:
                 delay = start + tick / self.fps - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                jobs = self._due_jobs()
+                jobs = self.due_jobs()
                 if jobs:
                     began = time.perf_counter()
                     try:
-                        results = await loop.run_in_executor(self._executor, self._render, jobs)
+                        results = await loop.run_in_executor(self._executor, self.render, jobs)
                     except Exception:  # a bad avatar must not stop every room's video
                         log.exception("render failed")
                         self.metrics.inc("errors_total", kind="render")
                     else:
-                        for participant, image, seq in results:
-                            participant.rendered = image
-                            participant.rendered_seq = seq
+                        self.store(results)
                         self.metrics.observe("render_ms", (time.perf_counter() - began) * 1e3)
                         self.metrics.inc("renders_total", len(results))
                 # late: run the most recent missed tick right away (skipping older ones)
@@ -88,30 +105,40 @@ class RenderScheduler:
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _due_jobs(self) -> list[RenderJob]:
+    def due_jobs(self) -> list[RenderJob]:
         """Watched senders whose newest frame has not been rendered yet (or never at all); an
         avatar nobody receives is not rendered, so an idle server stays idle."""
         jobs = []
         for participant in self.rooms.watched():
             seq = participant.latest.seq if participant.latest is not None else None
-            if participant.rendered is None or seq != participant.rendered_seq:
-                jobs.append((participant, participant.latest))
+            due = participant.rendered is None or seq != participant.rendered_seq
+            if due and participant.avatar_id is not None:
+                jobs.append(RenderJob(participant, participant.latest, participant.avatar_id))
         return jobs
 
-    def _render(self, jobs: list[RenderJob]) -> list[tuple[Participant, np.ndarray, int | None]]:
+    def store(self, results: list[RenderResult]) -> None:
+        """On the loop: each sender's newest image, unless its avatar changed meanwhile (then
+        the next tick renders the new one)."""
+        for result in results:
+            participant = result.job.participant
+            if participant.avatar_id != result.job.avatar_id:
+                self.metrics.inc("frames_dropped_total", reason="avatar_switched")
+                continue
+            participant.rendered = result.image
+            participant.rendered_seq = result.seq
+
+    def render(self, jobs: list[RenderJob]) -> list[RenderResult]:
         """Worker thread: one batched call per avatar."""
         by_avatar: dict[str, list[RenderJob]] = defaultdict(list)
         for job in jobs:
-            assert job[0].avatar_id is not None
-            by_avatar[job[0].avatar_id].append(job)
+            by_avatar[job.avatar_id].append(job)
         results = []
         for avatar_id, group in by_avatar.items():
-            frames = [frame for _, frame in group]
-            framers = [participant.framer for participant, _ in group]
+            frames = [job.frame for job in group]
+            framers = [job.participant.framer for job in group]
             images = render_avatar(self.avatars.get(avatar_id), frames, framers)
-            for (participant, frame), rgb in zip(group, images, strict=True):
-                seq = frame.seq if frame is not None else None
+            for job, rgb in zip(group, images, strict=True):
                 if self.stamp_frames:
-                    draw_seq(rgb, seq if seq is not None else 0)
-                results.append((participant, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), seq))
+                    draw_seq(rgb, job.frame.seq if job.frame is not None else 0)
+                results.append(RenderResult(job, cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)))
         return results
