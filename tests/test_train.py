@@ -142,6 +142,10 @@ def test_train_and_eval_cli(capture: Path, tmp_path: Path) -> None:
               "--expression-dim", str(EXPRESSION_DIM)]  # fmt: skip
     done = npga("train", str(capture), *common, "--iters", "30", "--checkpoint-every", "10")
     assert done.returncode == 0, done.stderr
+    # no terminal (a log file, a job): progress still shows, as plain lines
+    lines = [line for line in done.stderr.splitlines() if line.startswith("training: step ")]
+    assert len(lines) == 30 and lines[-1].startswith("training: step 30/30"), done.stderr
+    assert "it/s" in lines[-1] and "min left" in lines[-1]
     bundle = load_bundle(out)
     assert bundle.summary["iterations"] == 30
     assert bundle.summary["test"]["psnr"] > 10

@@ -152,6 +152,7 @@ def cmd_train(args: argparse.Namespace, held_out: HeldOutReport) -> None:
         )
 
         started, first_step = time.perf_counter(), trainer.step
+        plain_every = max(1, config.iterations // 40)  # without a terminal: 40 lines in all
 
         def show(stats: StepStats) -> None:
             rate = (stats.step - first_step) / max(time.perf_counter() - started, 1e-9)
@@ -160,6 +161,13 @@ def cmd_train(args: argparse.Namespace, held_out: HeldOutReport) -> None:
                 f"{rate:.1f} it/s"
             )
             progress.update(task, completed=stats.step, info=info)
+            if not console.is_terminal and stats.step % plain_every == 0:  # a log file, a job
+                left = (config.iterations - stats.step) / max(rate, 1e-9)
+                console.print(
+                    f"training: step {stats.step}/{config.iterations}  {info}  "
+                    f"~{left / 60:.0f} min left",
+                    highlight=False,
+                )
 
         try:
             trainer.run(show)
