@@ -6,21 +6,27 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from npga.bundle import BundleError, load_bundle
 from npga.render import resolve_device
 from telepresence.auth import TokenError, verify_token
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
+from telepresence.creation import CreationApi
+from telepresence.jobs import Job, JobRefused, JobRunner, JobStore
 from telepresence.metrics import Metrics
 from telepresence.peers import OfferError, OfferRequest, PeerManager
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
 from telepresence.turn import ice_servers_json
+
+log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", ServerConfig)
 AVATARS = web.AppKey("avatars", AvatarRegistry)
@@ -28,6 +34,7 @@ ROOMS = web.AppKey("rooms", RoomRegistry)
 METRICS = web.AppKey("metrics", Metrics)
 PEERS = web.AppKey("peers", PeerManager)
 SCHEDULER = web.AppKey("scheduler", RenderScheduler)
+JOBS = web.AppKey("jobs", JobRunner)
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client" / "dist"
 MAX_OFFER_BYTES = 256 * 1024
@@ -181,12 +188,48 @@ async def offer(request: web.Request) -> web.Response:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[SCHEDULER].warm_up()  # before the site listens: /healthz answers once renders work
-    task = asyncio.create_task(app[SCHEDULER].run())
+    tasks = [asyncio.create_task(app[SCHEDULER].run())]
+    runner = app.get(JOBS)
+    if runner is not None:
+        await _serve_created(app, runner)
+        tasks.append(asyncio.create_task(runner.run()))
     yield
     await app[PEERS].close_all()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _serve_created(app: web.Application, runner: JobRunner) -> None:
+    """Avatars that creation jobs finished before this start, and every one they finish."""
+    registry, device = app[AVATARS], resolve_device(app[CONFIG].device)
+
+    async def add(job: Job, folder: Path) -> None:
+        bundle = await asyncio.to_thread(load_bundle, folder, device)
+        registry.add(folder.name, bundle)
+        log.info("serving the new avatar %s (job %s)", folder.name, job.id)
+
+    for avatar_id, folder in runner.store.finished_avatars().items():
+        try:
+            registry.add(avatar_id, await asyncio.to_thread(load_bundle, folder, device))
+        except (BundleError, ValueError) as error:
+            log.warning("not serving %s: %s", folder, error)
+    runner.on_done.append(add)
+
+
+def _creation_api(app: web.Application, config: ServerConfig) -> CreationApi:
+    assert config.avatar_store is not None
+    runner = JobRunner(JobStore(config.avatar_store), config.job_limits, config.job_recipe)
+    app[JOBS] = runner
+
+    async def remove(avatar_id: str) -> None:
+        if any(p.avatar_id == avatar_id for p in app[ROOMS].participants()):
+            raise JobRefused(409, f"avatar {avatar_id!r} is in a call; delete it afterwards")
+        app[AVATARS].remove(avatar_id)
+
+    return CreationApi(runner, config.job_limits, _refuse_unauthorised, remove)
 
 
 def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> web.Application:
@@ -213,5 +256,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app.router.add_get("/api/ice", ice)
     app.router.add_post("/api/rooms/{room}/offer", offer)
     app.router.add_get("/static/{path:.+}", static_file)
+    if config.avatar_store is not None:
+        app.router.add_routes(_creation_api(app, config).routes())
     app.cleanup_ctx.append(_background)
     return app

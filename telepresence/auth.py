@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 
-ROLES = ("sender", "viewer")
+ROLES = ("sender", "viewer", "create")  # create: upload clips for new avatars (the room: owner)
 
 
 class TokenError(ValueError):
@@ -57,3 +57,14 @@ def verify_token(secret: str, token: str, room: str, role: str, now: float | Non
     expiry = claims.get("exp")
     if not isinstance(expiry, int | float) or (time.time() if now is None else now) > expiry:
         raise TokenError("token expired")
+
+
+def token_room(token: str) -> str | None:
+    """The room a token names, unverified (verify_token checks it): who a create token's owner
+    is. None for a malformed token."""
+    try:
+        claims = json.loads(_unb64(token.split(".")[0]))
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return None
+    room = claims.get("room") if isinstance(claims, dict) else None
+    return room if isinstance(room, str) else None

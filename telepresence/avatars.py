@@ -37,10 +37,27 @@ class LoadedAvatar:
 class AvatarRegistry:
     """Avatars by id (the bundle directory's name); all loaded and validated at start."""
 
-    def __init__(self, avatars: dict[str, LoadedAvatar]) -> None:
+    def __init__(self, avatars: dict[str, LoadedAvatar], resolution: int) -> None:
         if not avatars:
             raise ValueError("no avatars to serve")
         self._avatars = avatars
+        self.resolution = resolution
+        self._added: set[str] = set()  # avatars added while serving (creation jobs)
+
+    def add(self, avatar_id: str, bundle: AvatarBundle) -> None:
+        """Serve one more avatar from now on (a creation job finished)."""
+        if avatar_id in self._avatars:
+            raise ValueError(f"an avatar is named {avatar_id!r} already")
+        self._avatars[avatar_id] = _prepare(avatar_id, bundle, self.resolution)
+        self._added.add(avatar_id)
+
+    def remove(self, avatar_id: str) -> bool:
+        """Stop serving an avatar that :meth:`add` added; False for any other id."""
+        if avatar_id not in self._added:
+            return False
+        self._added.discard(avatar_id)
+        del self._avatars[avatar_id]
+        return True
 
     @classmethod
     def load(cls, dirs: tuple[Path, ...], device: torch.device, resolution: int) -> AvatarRegistry:
@@ -55,11 +72,11 @@ class AvatarRegistry:
 
     @classmethod
     def from_bundles(cls, bundles: dict[str, AvatarBundle], resolution: int) -> AvatarRegistry:
-        return cls({k: _prepare(k, b, resolution) for k, b in bundles.items()})
+        return cls({k: _prepare(k, b, resolution) for k, b in bundles.items()}, resolution)
 
     @property
     def ids(self) -> list[str]:
-        return sorted(self._avatars)
+        return sorted(list(self._avatars))  # a copy: jobs add avatars while workers read
 
     @property
     def default_id(self) -> str:

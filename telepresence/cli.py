@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 import urllib.parse
@@ -25,10 +26,11 @@ from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
 from npga.tracking.sources import SourceError, open_source
 from telepresence.app import AVATARS, create_app
-from telepresence.auth import mint_token
+from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
 from telepresence.config import ServerConfig
 from telepresence.ice import restrict_host_addresses
+from telepresence.jobs import JobLimits, JobRecipe
 from telepresence.probe import FrameProbe
 from telepresence.sender import ClientError, TelepresenceClient
 from telepresence.sources import SendOptions, recording_frames, synthetic_frames, tracked_frames
@@ -64,6 +66,13 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
             turn_urls=tuple(args.turn_url or ()),
             turn_secret=args.turn_secret,
             turn_ttl_s=args.turn_ttl,
+            avatar_store=args.avatar_dir,
+            job_limits=JobLimits(threads=args.job_threads),
+            job_recipe=JobRecipe(
+                device=args.device,
+                quality=args.job_quality,
+                extra_args=tuple(shlex.split(args.job_create_args)),
+            ),
         )
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -291,6 +300,31 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=env("TELEPRESENCE_DEVICE", "cpu"), help="cpu | cuda")
     p.add_argument(
+        "--avatar-dir",
+        type=Path,
+        default=Path(d) if (d := env("TELEPRESENCE_AVATAR_DIR")) else None,
+        help="where people's uploads, creation jobs and created avatars live; enables "
+        "POST /api/avatars (docs/protocol.md; env TELEPRESENCE_AVATAR_DIR)",
+    )
+    p.add_argument(
+        "--job-threads",
+        type=_positive(int),
+        default=int(env("TELEPRESENCE_JOB_THREADS", "1")),
+        help="CPU threads a creation job may use (it runs niced, one at a time)",
+    )
+    p.add_argument(
+        "--job-quality",
+        choices=("fast", "standard", "best"),
+        default=env("TELEPRESENCE_JOB_QUALITY", "standard"),
+        help="npga create's --quality for creation jobs",
+    )
+    p.add_argument(
+        "--job-create-args",
+        default=env("TELEPRESENCE_JOB_CREATE_ARGS", ""),
+        help="more npga create options for creation jobs, e.g. '--iters 300' (tests use a tiny "
+        "recipe)",
+    )
+    p.add_argument(
         "--resolution",
         type=_positive(int),
         default=int(env("TELEPRESENCE_RESOLUTION", "256")),
@@ -389,9 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="mint a room token")
     token.add_argument("--secret", required=True, help="the server's --secret")
     token.add_argument("--room", required=True, help="the room the token admits to")
-    token.add_argument(
-        "--role", choices=("sender", "viewer"), required=True, help="what the holder may do"
-    )
+    token.add_argument("--role", choices=ROLES, required=True, help="what the holder may do")
     token.add_argument("--ttl", type=_positive(float), default=3600.0, help="seconds")
     token.set_defaults(run=cmd_token)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telepresence.jobs import JobLimits, JobRecipe
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -32,6 +34,9 @@ class ServerConfig:
     turn_ttl_s: float = 3600.0
     stamp_frames: bool = False  # debug: draw the rendered seq as a barcode (latency benchmark)
     limits: Limits = field(default_factory=Limits)
+    avatar_store: Path | None = None  # --avatar-dir: uploads, creation jobs, created avatars
+    job_limits: JobLimits = field(default_factory=JobLimits)
+    job_recipe: JobRecipe = field(default_factory=JobRecipe)
 
     def __post_init__(self) -> None:
         if self.resolution < 16 or self.resolution % 2:

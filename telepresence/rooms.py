@@ -109,6 +109,10 @@ class RoomRegistry:
     def session_count(self) -> int:
         return sum(len(r.participants) for r in self._rooms.values())
 
+    def participants(self) -> list[Participant]:
+        """Everyone in every room."""
+        return [p for room in self._rooms.values() for p in room.participants.values()]
+
     def join(self, room_name: str, role: str, avatar_id: str | None, see_self: bool) -> Participant:
         room = self._rooms.get(room_name)
         if room is None and len(self._rooms) >= self.limits.max_rooms:

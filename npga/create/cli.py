@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.progress import (
 from npga.cli_args import (
     CliError,
     DefaultsHelpFormatter,
+    check_output_file,
     device_arg,
     positive_float,
     positive_int,
@@ -86,6 +88,59 @@ class RichProgress:
         self.console.print(text)
 
 
+# Rough shares of a run's time per stage (docs/benchmarks.md "npga create"): the overall percent
+# and ETA a job queue shows.
+STAGE_SHARES = {"1/6": 0.08, "2/6": 0.01, "3/6": 0.04, "4/6": 0.02, "5/6": 0.80, "6/6": 0.05}
+
+
+class JsonProgress:
+    """Forwards to ``inner`` and keeps ``path`` holding the run's state as one JSON object
+    (stage, completed, total, info, percent overall, eta_s), replaced atomically at most every
+    ``every`` seconds: what a job queue polls."""
+
+    def __init__(self, inner: RichProgress, path: Path, every: float = 0.5) -> None:
+        self.inner, self.path, self.every = inner, path, every
+        self.started = time.monotonic()
+        self._written = 0.0
+
+    def stage(self, name: str, total: int | None) -> Callable[[int, str], None]:
+        forward = self.inner.stage(name, total)
+        key = name.split(" ", 1)[0]
+        done_before = sum(v for k, v in STAGE_SHARES.items() if k < key)
+        share = STAGE_SHARES.get(key, 0.0)
+
+        def write(completed: int, info: str) -> None:
+            now = time.monotonic()
+            self._written = now
+            fraction = min(completed / total, 1.0) if total else 0.0
+            percent = 100 * (done_before + share * fraction)
+            elapsed = now - self.started
+            eta = elapsed * (100 - percent) / percent if percent > 1 else None
+            state = {
+                "stage": name,
+                "completed": completed,
+                "total": total,
+                "info": info,
+                "percent": round(percent, 1),
+                "eta_s": None if eta is None else round(eta),
+            }
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.path)
+
+        def update(completed: int, info: str) -> None:
+            forward(completed, info)
+            final = total is not None and completed >= total
+            if final or time.monotonic() - self._written >= self.every:
+                write(completed, info)
+
+        write(0, "")  # the stage has begun
+        return update
+
+    def say(self, text: str) -> None:
+        self.inner.say(text)
+
+
 def _check_out(out: Path) -> None:
     """Fail before any work when the avatar cannot be written where asked."""
     if out.exists() and not out.is_dir():
@@ -99,6 +154,7 @@ def _check_out(out: Path) -> None:
 
 def cmd_create(args: argparse.Namespace) -> None:
     _check_out(args.out)
+    check_output_file(args.progress_json)
     work: Path = args.work or args.out.with_name(args.out.name + ".work")
     resolution = args.resolution or DEFAULT_RESOLUTION[args.device.type]
     config = CreateConfig(
@@ -111,9 +167,10 @@ def cmd_create(args: argparse.Namespace) -> None:
         train_frames=args.frames,
     )
     console = Console(stderr=True)
-    progress = RichProgress(console)
+    bars = RichProgress(console)
+    progress = JsonProgress(bars, args.progress_json) if args.progress_json else bars
     try:
-        with progress.bars:
+        with bars.bars:
             report = create_avatar(
                 args.video, args.out, work, config, args.device, progress, resume=args.resume
             )
@@ -175,4 +232,9 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--iters", type=positive_int, help="training steps (default: quality's)")
     create.add_argument("--frames", type=positive_int, help="training frames (default: quality's)")
     create.add_argument("--seed", type=int, default=0, help="random seed")
+    create.add_argument(
+        "--progress-json",
+        type=Path,
+        help="also keep this file holding the progress as JSON (stage, percent, eta_s)",
+    )
     create.set_defaults(run=cmd_create)
