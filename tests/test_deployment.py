@@ -27,6 +27,8 @@ ENV_TO_OPTION = {
     "TELEPRESENCE_TURN_URLS": "turn_url",
     "TELEPRESENCE_TURN_SECRET": "turn_secret",
     "TELEPRESENCE_TURN_TTL": "turn_ttl",
+    "TELEPRESENCE_AVATAR_DIR": "avatar_dir",
+    "TELEPRESENCE_JOB_THREADS": "job_threads",
 }
 
 
@@ -81,6 +83,8 @@ def test_every_compose_variable_is_read_by_the_server(monkeypatch: pytest.Monkey
         "TELEPRESENCE_TURN_URLS": "turn:h:3478?transport=udp",
         "TELEPRESENCE_TURN_SECRET": "t",
         "TELEPRESENCE_TURN_TTL": "60",
+        "TELEPRESENCE_AVATAR_DIR": "/created",
+        "TELEPRESENCE_JOB_THREADS": "3",
     }
     for name, value in samples.items():
         monkeypatch.setenv(name, value)
@@ -89,6 +93,7 @@ def test_every_compose_variable_is_read_by_the_server(monkeypatch: pytest.Monkey
     assert [str(p) for p in args.avatar] == ["/avatars/a", "/avatars/b"]
     assert args.turn_url == ["turn:h:3478?transport=udp"] and args.turn_secret == "t"
     assert args.secret == "abc" and args.device == "cuda" and args.turn_ttl == 60
+    assert str(args.avatar_dir) == "/created" and args.job_threads == 3
 
 
 def test_docker_compose_config_validates_where_the_plugin_exists(tmp_path: Path) -> None:
