@@ -17,6 +17,8 @@ from npga.data.synth.writer import SynthConfig, write_synth
 from server_fixtures import running_server
 from telepresence.auth import mint_token
 from telepresence.jobs import JobLimits, JobRecipe
+from telepresence.sender import TelepresenceClient
+from telepresence.sources import SendOptions, synthetic_frames
 
 # A few minutes on 2 cores at most: 64 px, 8-dim codes, 60 steps.
 TINY = JobRecipe(quality="fast", extra_args=("--resolution", "64", "--expression-dim", "8",
@@ -187,3 +189,52 @@ async def test_a_server_restarted_mid_job_finishes_it(clip: Path, tmp_path: Path
     log = (tmp_path / "jobs" / job_id / "log.txt").read_text()
     assert log.count("5/6 training: 0/") == 1  # the second run did not train from scratch
     assert "resumed" in log
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_a_live_session_keeps_its_frame_rate_while_a_job_trains(clip: Path, tmp_path: Path):
+    """The job runs niced on one thread: a viewer of a moving avatar receives within 10 % of the
+    frames it received before the job started."""
+    longer = replace(TINY, extra_args=(*TINY.extra_args[:-4], "--iters", "2000", "--frames", "30"))
+    async with running_server(avatar_store=tmp_path, job_recipe=longer) as server:
+        url = _url(server)
+        received = {"frames": 0}
+
+        def count(seat: int, frame: object) -> None:
+            received["frames"] += 1
+
+        sender = TelepresenceClient(url, "live", "sender", avatar="anna", seats=0)
+        viewer = TelepresenceClient(url, "live", "viewer", seats=1, on_frame=count)
+        moving = asyncio.ensure_future(asyncio.sleep(0))
+        try:
+            await sender.connect()
+            await sender.wait_channels()
+            await viewer.connect()
+
+            async def move() -> None:
+                async for frame in synthetic_frames(16, SendOptions()):
+                    sender.send_frame(frame)
+
+            moving = asyncio.ensure_future(move())
+
+            async def fps(seconds: float) -> float:
+                start = received["frames"]
+                await asyncio.sleep(seconds)
+                return (received["frames"] - start) / seconds
+
+            await asyncio.sleep(1.0)
+            before = await fps(4.0)
+            async with aiohttp.ClientSession() as http:
+                status, body = await _post(http, url, _form(clip))
+                assert status == 202
+                await _until(http, url, body["job"]["id"], lambda j: j["stage"].startswith("5/6"))
+                during = await fps(4.0)
+                job = await _job(http, url, body["job"]["id"])
+                assert job["state"] == "running" and job["stage"].startswith("5/6"), job
+        finally:
+            moving.cancel()
+            await sender.close()
+            await viewer.close()
+    print(f"viewer fps: {before:.1f} before the job, {during:.1f} while it trains")
+    assert before > 20 and during >= 0.9 * before, (before, during)
