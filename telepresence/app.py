@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from npga.bundle import BundleError, load_bundle
+from npga.framing import FRAMINGS
 from npga.render import resolve_device
 from telepresence.auth import TokenError, verify_token
 from telepresence.avatars import AvatarRegistry
@@ -21,7 +22,14 @@ from telepresence.config import ServerConfig
 from telepresence.creation import CreationApi
 from telepresence.jobs import Job, JobRefused, JobRunner, JobStore
 from telepresence.metrics import Metrics
-from telepresence.peers import OfferError, OfferRequest, PeerManager
+from telepresence.peers import (
+    CTRL_REPLIES,
+    CTRL_REQUESTS,
+    ROOM_NAME,
+    OfferError,
+    OfferRequest,
+    PeerManager,
+)
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
 from telepresence.turn import ice_servers_json
@@ -102,6 +110,24 @@ async def metrics(request: web.Request) -> web.Response:
     registry.set("sessions_active", app[PEERS].active)
     registry.set("rooms_active", len(app[ROOMS].rooms))
     return web.Response(text=registry.render(), content_type="text/plain")
+
+
+async def client_config(request: web.Request) -> web.Response:
+    """What the web client and the server must agree on, from one place (the server's own)."""
+    limits = request.app[CONFIG].limits
+    return web.json_response(
+        {
+            "video_seats": limits.video_seats,
+            "room_name_pattern": ROOM_NAME.pattern,
+            "max_message_bytes": limits.max_message_bytes,
+            "max_messages_per_second": limits.max_messages_per_second,
+            "ctrl_requests": list(CTRL_REQUESTS),
+            "ctrl_replies": list(CTRL_REPLIES),
+            "framings": list(FRAMINGS),
+            "fps": request.app[CONFIG].fps,
+            "avatar_creation": JOBS in request.app,
+        }
+    )
 
 
 async def list_avatars(request: web.Request) -> web.Response:
@@ -251,6 +277,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/config", client_config)
     app.router.add_get("/api/avatars", list_avatars)
     app.router.add_get("/api/avatars/{avatar}/encoder", avatar_encoder)
     app.router.add_get("/api/ice", ice)

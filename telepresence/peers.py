@@ -32,6 +32,9 @@ from telepresence.turn import ice_servers_json
 log = logging.getLogger(__name__)
 
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The ctrl channel's message types (docs/protocol.md; served to the web client by /api/config).
+CTRL_REQUESTS = ("calibrate", "stats", "avatar", "framing")  # client -> server
+CTRL_REPLIES = ("ack", "stats", "avatar", "framing", "seats", "error")  # server -> client
 CONNECT_TIMEOUT_S = 30.0
 
 

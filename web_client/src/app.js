@@ -2,9 +2,15 @@
 // (webcam -> Face Mesh -> ExpressionFrames on the `expr` data channel). docs/web_client.md.
 import { ExpressionBasis, ExpressionTracker, FaceLock, encodeFrame, frameFlags } from "./tracking.js";
 
-// Avatar videos to receive: the server's limit (Limits.video_seats). Seats follow the room's
-// join order; a sender's own avatar is one of them (see_self) and is shown first.
-const SEATS = 4;
+// What the page and the server must agree on comes from the server (GET /api/config): the video
+// seats to receive (Limits.video_seats; seats follow the room's join order, a sender's own
+// avatar is one of them and is shown first), the room-name pattern, the ctrl message types.
+const config = {
+  video_seats: 4,
+  room_name_pattern: "^[A-Za-z0-9_-]{1,64}$",
+  ctrl_requests: [],
+  ctrl_replies: [],
+};
 const SEND_FPS = 30;
 const ICE_GATHER_TIMEOUT_MS = 3000;
 const DISCONNECTED_GRACE_MS = 4000; // `disconnected` that lasts this long -> reconnect
@@ -13,6 +19,7 @@ const CAMERA_STALL_MS = 1000; // no new picture this long: say so (the avatar ho
 const CAMERA_RETRY_MS = 2000; // a camera that ended is asked for again this often
 const MAX_FACES = 2; // Face Mesh looks for two; the FaceLock follows one person
 const MAX_BACKOFF_S = 10;
+const CTRL_REPLY_TIMEOUT_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -179,6 +186,7 @@ class Session {
     this.statsTimer = null;
     this.sentAt = new Map(); // seq -> send time (ms), for the latency estimate
     this.renderLatencyMs = null;
+    this.waiting = []; // ctrl requests waiting for their reply: { matches, resolve, reject, timer }
     this.previous = new Map();
   }
 
@@ -191,7 +199,7 @@ class Session {
   async connect() {
     if (this.closed) return;
     setState(this.attempt ? "reconnecting" : "connecting", this.attempt ? "reconnecting…" : "connecting…");
-    const seats = SEATS;
+    const seats = config.video_seats;
     buildSeats(seats);
     try {
       const ice = await this.iceServers();
@@ -325,6 +333,19 @@ class Session {
     if (this.ctrl?.readyState === "open") this.ctrl.send(JSON.stringify(message));
   }
 
+  // Send a ctrl request and wait for the reply that `matches` (a ctrl error fails it).
+  request(message, matches, timeoutMs = CTRL_REPLY_TIMEOUT_MS) {
+    return new Promise((resolve, reject) => {
+      const waiting = { matches, resolve, reject };
+      waiting.timer = setTimeout(() => {
+        this.waiting = this.waiting.filter((w) => w !== waiting);
+        reject(new Error(`The server did not answer the ${message.type} request.`));
+      }, timeoutMs);
+      this.waiting.push(waiting);
+      this.sendCtrl(message);
+    });
+  }
+
   sendFrame(bytes, seq) {
     if (this.expr?.readyState !== "open") return false;
     if (this.expr.bufferedAmount > 16 * 1024) return false; // congested: skip, never queue
@@ -340,6 +361,16 @@ class Session {
       message = JSON.parse(text);
     } catch {
       return;
+    }
+    for (const waiting of this.waiting) {
+      const failed = message.type === "error" && message.kind === "ctrl";
+      if (failed || waiting.matches(message)) {
+        clearTimeout(waiting.timer);
+        this.waiting = this.waiting.filter((w) => w !== waiting);
+        if (failed) waiting.reject(new Error(`Server: ${message.error}`));
+        else waiting.resolve(message);
+        break;
+      }
     }
     if (message.type === "seats") {
       showSeats(message.seats);
@@ -425,6 +456,7 @@ class Sender {
     this.lastPictureAt = performance.now();
     this.stalled = false;
     this.reopening = null;
+    this.switching = false;
     this.timer = null;
     this.window = [];
     this.warm = false;
@@ -519,10 +551,19 @@ class Sender {
     this.tracker = new ExpressionTracker(new ExpressionBasis(json));
   }
 
+  // Switch only once the server has: until its {"type": "avatar"} acknowledgement nothing is sent
+  // (frames in the old avatar's expression space mean nothing to the new one).
   async switchAvatar(avatarId) {
-    await this.useAvatar(avatarId);
-    this.session.avatar = avatarId;
-    this.session.sendCtrl({ type: "avatar", avatar: avatarId });
+    const json = await api(`/api/avatars/${encodeURIComponent(avatarId)}/encoder`);
+    this.switching = true;
+    try {
+      await this.session.request({ type: "avatar", avatar: avatarId }, (reply) => reply.type === "avatar" && reply.avatar === avatarId);
+      this.tracker = new ExpressionTracker(new ExpressionBasis(json));
+      this.lock.reset();
+      this.session.avatar = avatarId;
+    } finally {
+      this.switching = false;
+    }
   }
 
   calibrate() {
@@ -576,7 +617,7 @@ class Sender {
       !state.facePresent ? "no face" : state.calibrating ? "calibrating neutral — keep still" : "tracking",
     );
     $("tracking").textContent = state.facePresent ? (state.calibrating ? "calibrating" : "tracking") : "no face";
-    if (this.paused) return;
+    if (this.paused || this.switching) return;
     const bytes = encodeFrame({ seq: this.seq, timestamp: this.captureTime, ...state, flags: frameFlags(state) });
     if (this.session.sendFrame(bytes, this.seq)) {
       status.framesSent++;
@@ -632,7 +673,7 @@ async function join(event) {
   leave();
   showError(null);
   const room = $("room").value.trim();
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(room)) {
+  if (!new RegExp(config.room_name_pattern).test(room)) {
     showError("Room names are 1–64 letters, digits, '-' or '_'.");
     return;
   }
@@ -691,6 +732,8 @@ async function init() {
     if (sender) sender.switchAvatar($("avatar").value).catch((error) => showError(error.message));
   });
   try {
+    Object.assign(config, await api("/api/config"));
+    $("room").pattern = config.room_name_pattern.replace(/^\^|\$$/g, "");
     await loadAvatars();
   } catch (error) {
     showError(error.message);
