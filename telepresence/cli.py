@@ -8,6 +8,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import shlex
 import sys
@@ -44,7 +45,7 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if not value > 0:
+        if not (value > 0 and math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
         return value
 

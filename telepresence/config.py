@@ -45,5 +45,7 @@ class ServerConfig:
             raise ValueError(f"fps must be within 1..120, got {self.fps}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be within 0..65535, got {self.port}")
+        if self.secret is not None and not self.secret.strip():
+            raise ValueError("--secret is empty: give a real secret, or none for loopback only")
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("--turn-url needs --turn-secret (coturn's static-auth-secret)")

@@ -103,7 +103,7 @@ class PeerManager:
         return len(self._peers)
 
     async def handle_offer(self, room_name: str, request: OfferRequest) -> dict[str, str]:
-        if not ROOM_NAME.match(room_name):
+        if not ROOM_NAME.fullmatch(room_name):  # no trailing newline ('$' would allow one)
             raise OfferError("room names are 1-64 letters, digits, '-' or '_'")
         avatar_id = None
         if request.role == "sender":

@@ -40,9 +40,7 @@ def test_the_server_handles_exactly_the_documented_ctrl_messages() -> None:
 
 def test_the_web_client_sends_and_reads_only_documented_ctrl_messages() -> None:
     requests, replies = _documented()
-    source = "\n".join(
-        path.read_text() for path in (ROOT / "web_client" / "src").glob("*.js")
-    )
+    source = "\n".join(path.read_text() for path in (ROOT / "web_client" / "src").glob("*.js"))
     sent = set(re.findall(r'(?:sendCtrl|request)\(\{ type: "(\w+)"', source))
     read = set(re.findall(r'(?:message|reply)\.type === "(\w+)"', source))
     assert sent and sent <= requests, sent - requests

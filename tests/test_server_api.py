@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -107,12 +110,13 @@ async def test_bad_offers_get_clear_errors(body: bytes, status: int, message: st
 async def test_bad_room_names_are_refused() -> None:
     client = await _client()
     try:
-        response = await client.post(
-            "/api/rooms/bad%20room!/offer",
-            data=_offer(),
-            headers={"Content-Type": "application/json"},
-        )
-        assert response.status == 400 and "room names" in (await response.json())["error"]
+        for room in ("bad%20room!", "r1%0A"):  # a space and '!'; a trailing newline
+            response = await client.post(
+                f"/api/rooms/{room}/offer",
+                data=_offer(),
+                headers={"Content-Type": "application/json"},
+            )
+            assert response.status == 400 and "room names" in (await response.json())["error"]
     finally:
         await client.close()
 
@@ -176,6 +180,36 @@ async def test_full_room_and_server_limits() -> None:
         for pc in peers:
             await pc.close()
         await client.close()
+
+
+def _signed(secret: str, claims_json: str) -> str:
+    """A token with any body, properly signed (what a holder of the secret could mint)."""
+    body = base64.urlsafe_b64encode(claims_json.encode()).rstrip(b"=").decode()
+    digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def test_tokens_have_one_spelling_a_finite_expiry_and_are_checked_before_parsing() -> None:
+    good = mint_token("k", "r", "viewer", 60)
+    body, signature = good.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    flipped = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]  # an unused bit
+    for forged in (good + "==", f"{body}.{flipped}"):  # the same signature, spelled otherwise
+        with pytest.raises(TokenError, match="malformed token"):
+            verify_token("k", forged, "r", "viewer")
+    with pytest.raises(TokenError, match="bad token signature"):  # the body spelled otherwise
+        verify_token("k", f"{body}=.{signature}", "r", "viewer")
+    for expiry in ("Infinity", "NaN", "1e999"):
+        claims = f'{{"exp": {expiry}, "role": "viewer", "room": "r"}}'
+        with pytest.raises(TokenError, match="malformed token"):
+            verify_token("k", _signed("k", claims), "r", "viewer")
+    deep = base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=").decode()
+    with pytest.raises(TokenError, match="bad token signature"):  # never parsed
+        verify_token("k", f"{deep}.{signature}", "r", "viewer")
+    with pytest.raises(ValueError, match="secret is empty"):
+        mint_token("", "r", "viewer", 60)
+    with pytest.raises(ValueError, match="finite"):
+        mint_token("k", "r", "viewer", float("inf"))
 
 
 def test_token_round_trip() -> None:

@@ -38,6 +38,11 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
         (["bench", "--sessions", "0"], "expected a positive number"),
         (["bench", "--client-processes", "-1"], "expected 0 or more"),
         (["token", "--secret", " ", "--room", "r", "--role", "sender"], "--secret is empty"),
+        (
+            ["token", "--secret", "k", "--room", "r", "--role", "sender", "--ttl", "inf"],
+            "expected a positive number, got inf",
+        ),
+        (["serve", "--secret", ""], "--secret is empty"),
         # output paths are checked before connecting (the server here does not exist)
         (
             [
