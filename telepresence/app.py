@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from npga.bundle import BundleError, load_bundle
 from npga.framing import FRAMINGS
@@ -88,10 +89,14 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     """A file of the built web client under /static/ (404 for anything else)."""
     relative = request.match_info["path"]
     root = WEB_CLIENT.resolve()
-    path = (root / relative).resolve()
-    content_type = STATIC_TYPES.get(path.suffix)
-    if content_type is None or not path.is_relative_to(root) or not path.is_file():
-        return _error(404, f"no such file: /static/{relative}")
+    try:
+        path = (root / relative).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (OSError, ValueError):  # a NUL in the name, a name too long for the file system
+        found = False
+    if not found or STATIC_TYPES.get(path.suffix) is None:
+        return _error(404, f"no such file: /static/{relative[:100]}")
+    content_type = STATIC_TYPES[path.suffix]
     # Face Mesh's files are versioned by the npm lockfile; the page's own files change on build.
     cache = "public, max-age=86400" if path.parent.name == "mediapipe" else "no-cache"
     return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": cache})
@@ -190,9 +195,15 @@ async def offer(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     try:
         body: Any = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, nested too deep
         app[METRICS].inc("errors_total", kind="offer")
         return _error(400, "offer body is not valid JSON")
+    except LookupError:  # Content-Type: application/json; charset=<unknown>
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(415, "offer body must be JSON in UTF-8")
+    except (HttpProcessingError, RequestPayloadError):  # Content-Encoding: gzip on plain text
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(400, "offer body cannot be decoded (its Content-Encoding is wrong)")
     try:
         parsed = OfferRequest.parse(body)
     except OfferError as error:

@@ -316,7 +316,10 @@ class PeerManager:
         for sender in pc.getSenders():
             if sender.track is not None:
                 sender.track.stop()
-        await pc.close()
+        try:
+            await pc.close()
+        except Exception as error:  # a peer aiortc half set up from a hostile offer
+            log.warning("closing peer %s failed: %r", participant_id, error)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self._peers)))

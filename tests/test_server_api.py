@@ -219,3 +219,33 @@ def test_token_round_trip() -> None:
         verify_token("k", token, "room", "sender", now=time.time() + 60)
     with pytest.raises(ValueError, match="role must be"):
         mint_token("k", "room", "boss", 30)
+
+
+@pytest.mark.asyncio
+async def test_hostile_requests_get_4xx_never_500() -> None:
+    """Each of these raised inside a handler (a 500 and a traceback in the log)."""
+    client = await _client()
+    nested = b'{"sdp": ' + b"[" * 50_000 + b"]" * 50_000 + b', "type": "offer"}'
+    pc, real = await _real_offer()
+    await pc.close()
+    bundle = real["sdp"].replace("a=group:BUNDLE ", "a=group:BUNDLE nosuchmid ", 1)
+    cases = [
+        ("POST", "/api/rooms/r/offer", nested, {"Content-Type": "application/json"}),
+        ("POST", "/api/rooms/r/offer", _offer(),
+         {"Content-Type": "application/json; charset=x-nope"}),
+        ("POST", "/api/rooms/r/offer", _offer(),
+         {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+        ("POST", "/api/rooms/r/offer", json.dumps({**real, "sdp": bundle}).encode(),
+         {"Content-Type": "application/json"}),
+        ("GET", "/static/app%00.js", None, {}),
+        ("GET", "/static/" + "a" * 300 + ".js", None, {}),
+    ]  # fmt: skip
+    try:
+        for method, path, body, headers in cases:
+            # a fresh connection each: the server drops one whose body could not be decoded
+            headers = {**headers, "Connection": "close"}
+            response = await client.request(method, path, data=body, headers=headers)
+            assert 400 <= response.status < 500, (path[:60], headers, response.status)
+            assert "error" in await response.json(content_type=None)
+    finally:
+        await client.close()
