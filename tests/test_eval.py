@@ -65,7 +65,7 @@ def test_demo_on_a_capture_it_never_saw(capture: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
     assert report["tracking"].startswith("tracked into the avatar's expression space")
-    assert 0.9 < report["rig_to_avatar_scale"] < 1.1  # the same subject, the same rig scale
+    assert 0.98 < report["rig_to_avatar_scale"] < 1.02  # the same subject, the same rig
     assert report["poses"].startswith("fitted")
     assert "not computed" in report["lpips"]
     for name in ("self_reenactment", "novel_view"):

@@ -23,13 +23,15 @@ from clips import (
 )
 
 from npga.cli import main
+from npga.codes import FrameFlags
 from npga.data.synth.writer import SynthConfig, write_synth
 from npga.recording import load_recording
 from npga.tracking.bench import random_basis
 from npga.tracking.identity import Continuity
 from npga.tracking.run import ObservationLog, observe_source, recording_from_observations
-from npga.tracking.sources import Frame, FrameSource
+from npga.tracking.sources import Frame, FrameSource, open_source
 from npga.tracking.template import load_default_template
+from telepresence.sources import SendOptions, tracked_frames
 
 SIDE = 192  # the performer's frames
 FRAMES = 120
@@ -195,3 +197,24 @@ def test_a_two_people_mp4_is_followed_through_the_cli(performance, tmp_path: Pat
     main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)])
     present = load_recording(out).face_present
     assert not present[list(others)].any() and present[58:].all()
+
+
+@pytest.mark.asyncio
+async def test_telepresence_send_follows_one_person_through_the_cuts(performance, tmp_path):
+    """The Python sender's live path (tracked_frames, as `telepresence send --video`): frames
+    that show only the other person carry no face, and the pose is held."""
+    others = range(40, 55)
+    frames = [other_person(f) if i in others else f for i, f in enumerate(performance[:70])]
+    video = write_video(tmp_path / "two.mp4", frames)
+    basis = random_basis(load_default_template(), 8)
+    sent = [
+        f
+        async for f in tracked_frames(
+            lambda: open_source(str(video)), basis, SendOptions(), live=False, on_event=print
+        )
+    ]
+    present = [bool(f.flags & FrameFlags.FACE_PRESENT) for f in sent]
+    assert len(sent) == 70
+    assert not any(present[i] for i in others) and all(present[58:])
+    for i in others:  # the avatar holds the performer's last pose meanwhile
+        np.testing.assert_array_equal(sent[i].rotation_wxyz, sent[39].rotation_wxyz)
