@@ -383,11 +383,13 @@ def track_into_space(
     space: AvatarSpace,
 ) -> tuple[CaptureTracking, float]:
     """A capture the avatar never saw, tracked into its expression space: poses triangulated as
-    :func:`track_capture` does; codes on the avatar's basis, never a new basis. The multi-view
-    codes are displacements from the avatar's own neutral (its template: the subject's face at
-    code zero, in the same canonical frame); the front camera's monocular codes from this
-    capture's robust neutral, as a live sender calibrates its own (one view reads a face
-    flatter than the rig does, so the template is not its neutral).
+    :func:`track_capture` does; codes on the avatar's basis, never a new basis. Both the
+    multi-view codes and the front camera's monocular ones are displacements from this
+    capture's robust neutral, the rule that defined code zero when the avatar was trained (and
+    the one a live sender follows with its own neutral). The avatar's template is not code
+    zero: it is the training frame nearest to it, 3.6 code units away for the bundled demo's
+    run (docs/benchmarks.md "Evaluation on an unseen capture"); encoding against it shifted
+    every code by that much.
 
     Returns the tracking, in the avatar's metres, and the factor that takes this rig's metres to
     them (:func:`rig_to_avatar_scale`): the rig's cameras must be scaled by it
@@ -398,8 +400,9 @@ def track_into_space(
             f"no timestep has a face seen by the front camera and {MIN_VIEWS - 1} other camera(s)"
         )
     every = list(range(len(seen.rows)))
-    neutral = space.template_landmarks / space.face_unit_metres  # [L, 3] face units
-    codes = space.basis.encode(seen.canonical - neutral).astype(np.float32)
+    # Code zero is what the avatar's training made it: the robust neutral of the capture's own
+    # frames (fit_expression_space), not the template (one frame, 3.6 code units from it).
+    codes = space.basis.encode(_displacements(seen.canonical, every)).astype(np.float32)
     monocular = space.basis.encode(_displacements(seen.monocular, every)).astype(np.float32)
     factor = rig_to_avatar_scale(seen, space.template_landmarks, template)
     neutral_row = int(np.argmin(np.linalg.norm(codes, axis=1)))
