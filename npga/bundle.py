@@ -26,6 +26,7 @@ from npga.tracking.template import load_default_template
 FORMAT_NAME = "npga-avatar"
 FORMAT_VERSION = 1
 TENSORS_FILE = "avatar.safetensors"
+GAUSSIAN_COUNT_TENSOR = "gaussians.means"  # [N, 3]: its rows are the bundle's Gaussians
 METADATA_FILE = "avatar.json"
 # Stored in avatar.json (DESIGN.md §6) rather than in the tensor file.
 TEMPLATE_KEY = "prior.template"
@@ -148,6 +149,8 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BundleError(f"{where}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise BundleError(f"{where}: JSON nested too deeply to be an avatar") from None
     if not isinstance(metadata, dict):
         raise BundleError(f"{where}: top level must be a JSON object")
     if metadata.get("format") != FORMAT_NAME:
@@ -172,6 +175,20 @@ def _read_camera(data: Any, where: str) -> Cameras:
     w2c = _matrix(data.get("world_to_cam"), (4, 4), where, "default_camera.world_to_cam")
     k = _matrix(data.get("intrinsics"), (3, 3), where, "default_camera.intrinsics")
     return Cameras(w2c[None], k[None], width, height)
+
+
+def _stored_gaussians(path: Path) -> int | None:
+    """How many Gaussians the tensor file holds (from its header, nothing loaded); None when it
+    cannot tell (a missing or unreadable file is reported by :func:`_read_tensors`)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            names = list(handle.keys())  # a safe_open handle has no __contains__
+            if GAUSSIAN_COUNT_TENSOR not in names:
+                return None
+            shape = handle.get_slice(GAUSSIAN_COUNT_TENSOR).get_shape()
+    except (OSError, SafetensorError):
+        return None
+    return int(shape[0]) if shape else None
 
 
 def _read_tensors(path: Path, expected: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -216,10 +233,19 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarB
         raise BundleError(f"{directory}: not an avatar bundle directory")
     metadata_path = directory / METADATA_FILE
     where = str(metadata_path)
+    for name in (METADATA_FILE, TENSORS_FILE):  # no links out of the bundle's directory
+        inside = (directory / name).resolve().parent == directory.resolve()
+        if (directory / name).exists() and not inside:
+            raise BundleError(f"{directory / name}: points outside the bundle directory")
     metadata = _read_metadata(metadata_path)
     num_gaussians = _require(metadata, "num_gaussians", int, where)
     if num_gaussians < 1:
         raise BundleError(f"{where}: field 'num_gaussians' must be positive")
+    stored = _stored_gaussians(directory / TENSORS_FILE)
+    if stored is not None and stored != num_gaussians:  # checked before anything is allocated
+        raise BundleError(
+            f"{where}: field 'num_gaussians' is {num_gaussians} but the tensors hold {stored}"
+        )
     try:
         config = AvatarConfig.from_dict(_require(metadata, "config", dict, where))
     except (TypeError, ValueError) as error:

@@ -54,6 +54,13 @@ def _set_nan(tensors: dict) -> None:
     tensors["gaussians.means"][3, 1] = float("nan")
 
 
+def _link_out(path: Path, name: str) -> None:
+    """Replace a bundle file by a symbolic link to a copy outside the bundle's directory."""
+    outside = path.parent / f"outside-{name}"
+    (path / name).rename(outside)
+    (path / name).symlink_to(outside)
+
+
 def _truncate(path: Path) -> None:
     data = (path / "avatar.safetensors").read_bytes()
     (path / "avatar.safetensors").write_bytes(data[: len(data) // 2])
@@ -118,7 +125,23 @@ BAD_BUNDLES: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "count mismatch": (
         lambda p: _edit_json(p, lambda d: d.update(num_gaussians=151)),
-        r"tensor 'gaussians\.means' has shape \[150, 3\], expected \[151, 3\]",
+        r"avatar\.json: field 'num_gaussians' is 151 but the tensors hold 150",
+    ),
+    "a huge count declared": (  # refused from the header, before 5e8 Gaussians are allocated
+        lambda p: _edit_json(p, lambda d: d.update(num_gaussians=500_000_000)),
+        r"field 'num_gaussians' is 500000000 but the tensors hold 150",
+    ),
+    "a huge network declared": (
+        lambda p: _edit_json(p, lambda d: d["config"].update(hidden_dim=30_000)),
+        r"field 'config': hidden_dim must be at most 1024, got 30000",
+    ),
+    "deeply nested JSON": (
+        lambda p: (p / "avatar.json").write_text("[" * 100_000 + "]" * 100_000),
+        r"avatar\.json: JSON nested too deeply",
+    ),
+    "a link out of the bundle": (
+        lambda p: _link_out(p, "avatar.safetensors"),
+        r"avatar\.safetensors: points outside the bundle directory",
     ),
     "bad neighbour index": (
         lambda p: _edit_tensors(

@@ -6,6 +6,16 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DYNAMICS = ("npga", "coarse", "static")
+# Upper bounds far above any real avatar's (the demo: E 32, Df 32, 64 wide, 1 layer).
+LIMITS = {
+    "expression_dim": 512,
+    "num_landmarks": 4096,
+    "feature_dim": 512,
+    "hidden_dim": 1024,
+    "hidden_layers": 16,
+    "prior_neighbors": 64,
+    "refiner_channels": 256,
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,9 @@ class AvatarConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name, most in LIMITS.items():  # a bundle cannot make us allocate gigabytes
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be at most {most}, got {getattr(self, name)}")
         if self.sh_degree not in (0, 1):
             raise ValueError(f"sh_degree must be 0 or 1, got {self.sh_degree!r}")
         if self.prior_neighbors > self.num_landmarks:
