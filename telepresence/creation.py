@@ -129,6 +129,7 @@ class CreationApi:
             raise JobRefused(413, self._too_large())
         reader = await request.multipart()
         fields: dict[str, str] = {}
+        owner = ""
         store = self.runner.store
         job_id = store.new_id()
         folder = store.folder(job_id)
@@ -138,10 +139,9 @@ class CreationApi:
                 if not isinstance(part, BodyPartReader):
                     raise JobRefused(400, "nested multipart bodies are not accepted")
                 if part.name == "video":
-                    if fields.get("_seen_video"):
+                    if video is not None:
                         raise JobRefused(400, "one video per upload")
-                    fields["_seen_video"] = "1"
-                    self._admit(request, fields)  # name and token come before the video
+                    owner = self._admit(request, fields)  # name and token come before the video
                     suffix = Path(part.filename or "").suffix.lower()
                     suffix = suffix if suffix in VIDEO_SUFFIXES else ".mp4"
                     folder.mkdir(parents=True, exist_ok=True)
@@ -167,15 +167,15 @@ class CreationApi:
             raise
         name = fields["name"]
         job = Job(
-            id=job_id, name=name, owner=fields["_owner"], video=video.name,
+            id=job_id, name=name, owner=owner, video=video.name,
             created_at=time.time(),
             avatar_id=avatar_id_for(name, job_id),
         )  # fmt: skip
         self.runner.submit(job)
         return web.json_response({"job": self._view(job)}, status=202)
 
-    def _admit(self, request: web.Request, fields: dict[str, str]) -> None:
-        """Name, access and the queue, checked before the video is stored."""
+    def _admit(self, request: web.Request, fields: dict[str, str]) -> str:
+        """Name, access and the queue, checked before the video is stored -> the owner."""
         name = fields.get("name", "").strip()
         if not NAME_PATTERN.fullmatch(name):
             raise JobRefused(
@@ -190,8 +190,8 @@ class CreationApi:
         refusal = self.authorise(request, owner, "create", token)
         if refusal is not None:
             raise JobRefused(refusal.status, str(_refusal_text(refusal)))
-        fields["_owner"] = owner
         self.runner.check_room(owner)
+        return owner
 
     async def _receive(self, part: BodyPartReader, path: Path) -> None:
         written = 0

@@ -28,10 +28,13 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
     verify_token("k", capsys.readouterr().out.strip(), "r", "sender")
 
 
+SEND = ["send", "--room", "r", "--synthetic", "--server", "http://127.0.0.1:9"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["send", "--room", "r", "--synthetic", "--server", "http://127.0.0.1:9"], "cannot reach"),
+        (SEND, "cannot reach"),
         (["send", "--room", "r"], "choose one source"),
         (["send", "--room", "r", "--synthetic", "--show"], "--show needs an OpenCV build"),
         (["serve", "--resolution", "15"], "resolution must be an even number"),
@@ -44,32 +47,8 @@ def test_token_mints_a_verifiable_token(capsys: pytest.CaptureFixture[str]) -> N
         ),
         (["serve", "--secret", ""], "--secret is empty"),
         # output paths are checked before connecting (the server here does not exist)
-        (
-            [
-                "send",
-                "--room",
-                "r",
-                "--synthetic",
-                "--server",
-                "http://127.0.0.1:9",
-                "--record",
-                "/no/such/folder/me.mp4",
-            ],
-            "/no/such/folder/me.mp4: its folder does not exist",
-        ),
-        (
-            [
-                "send",
-                "--room",
-                "r",
-                "--synthetic",
-                "--server",
-                "http://127.0.0.1:9",
-                "--stats-json",
-                "/tmp",
-            ],
-            "/tmp: is a folder; give a file name",
-        ),
+        ([*SEND, "--record", "/no/dir/me.mp4"], "/no/dir/me.mp4: its folder does not exist"),
+        ([*SEND, "--stats-json", "/tmp"], "/tmp: is a folder; give a file name"),
     ],
 )
 def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:

@@ -8,6 +8,12 @@ const CAMERA_STALL_MS = 1000; // no new picture this long: say so (the avatar ho
 const CAMERA_RETRY_MS = 2000; // a camera that ended is asked for again this often
 const MAX_FACES = 2; // Face Mesh looks for two; the FaceLock follows one person
 
+// A tracker in the avatar's expression space (its basis from the server).
+async function trackerFor(avatarId) {
+  const json = await api(`/api/avatars/${encodeURIComponent(avatarId)}/encoder`);
+  return new ExpressionTracker(new ExpressionBasis(json));
+}
+
 export class Sender {
   constructor(session) {
     this.session = session;
@@ -35,7 +41,7 @@ export class Sender {
           "turn on hardware acceleration, try another browser, or join as a viewer.",
       );
     }
-    await this.useAvatar(this.session.avatar);
+    this.tracker = await trackerFor(this.session.avatar);
     await this.openCamera();
     if (typeof window.FaceMesh !== "function") {
       throw new RequestError("Face Mesh did not load (mediapipe/face_mesh.js is missing from the build).");
@@ -112,19 +118,14 @@ export class Sender {
     return false;
   }
 
-  async useAvatar(avatarId) {
-    const json = await api(`/api/avatars/${encodeURIComponent(avatarId)}/encoder`);
-    this.tracker = new ExpressionTracker(new ExpressionBasis(json));
-  }
-
   // Switch only once the server has: until its {"type": "avatar"} acknowledgement nothing is sent
   // (frames in the old avatar's expression space mean nothing to the new one).
   async switchAvatar(avatarId) {
-    const json = await api(`/api/avatars/${encodeURIComponent(avatarId)}/encoder`);
+    const tracker = await trackerFor(avatarId);
     this.switching = true;
     try {
       await this.session.request({ type: "avatar", avatar: avatarId }, (reply) => reply.type === "avatar" && reply.avatar === avatarId);
-      this.tracker = new ExpressionTracker(new ExpressionBasis(json));
+      this.tracker = tracker;
       this.lock.reset();
       this.session.avatar = avatarId;
     } finally {
