@@ -173,7 +173,10 @@ async def test_a_server_restarted_mid_job_finishes_it(clip: Path, tmp_path: Path
             status, body = await _post(http, url, _form(clip))
             assert status == 202
             job_id = body["job"]["id"]
-            await _until(http, url, job_id, lambda j: j["stage"].startswith("5/6"))
+            # well into training (stage 5/6 spans 15-95 %), so that its checkpoint is past step 0
+            await _until(
+                http, url, job_id, lambda j: j["stage"].startswith("5/6") and j["percent"] >= 25
+            )
         # the server stops while the job trains
     on_disk = json.loads((tmp_path / "jobs" / job_id / "job.json").read_text())
     assert on_disk["state"] == "running"
