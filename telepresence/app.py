@@ -21,7 +21,7 @@ from telepresence.auth import TokenError, verify_token
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
 from telepresence.creation import CreationApi
-from telepresence.jobs import Job, JobRefused, JobRunner, JobStore
+from telepresence.jobs import NAME_PATTERN, Job, JobRefused, JobRunner, JobStore
 from telepresence.metrics import Metrics
 from telepresence.peers import (
     CTRL_REPLIES,
@@ -130,9 +130,22 @@ async def client_config(request: web.Request) -> web.Response:
             "ctrl_replies": list(CTRL_REPLIES),
             "framings": list(FRAMINGS),
             "fps": request.app[CONFIG].fps,
-            "avatar_creation": JOBS in request.app,
+            "avatar_creation": _creation_limits(request.app),
         }
     )
+
+
+def _creation_limits(app: web.Application) -> dict[str, float | str] | None:
+    """What the page checks before it uploads a clip; None where the server creates no avatars."""
+    if JOBS not in app:
+        return None
+    limits = app[JOBS].limits
+    return {
+        "max_upload_bytes": limits.max_upload_bytes,
+        "min_video_seconds": limits.min_video_seconds,
+        "max_video_seconds": limits.max_video_seconds,
+        "name_pattern": NAME_PATTERN.pattern,
+    }
 
 
 async def list_avatars(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,8 @@ SERVER_START_SECONDS = 180.0
 class ServerThread:
     """``create_app`` served on 127.0.0.1 (a free port) from its own event loop thread."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
-        config = BROWSER_SERVER_CONFIG
+    def __init__(self, limits: Limits | None = None, **overrides: Any) -> None:
+        config = replace(BROWSER_SERVER_CONFIG, **overrides)
         if limits is not None:
             config = replace(config, limits=limits)
         self.app = create_app(config, small_registry(config.resolution))
@@ -134,8 +135,9 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def server_thread(limits: Limits | None = None) -> Iterator[ServerThread]:
-    server = ServerThread(limits)
+def server_thread(limits: Limits | None = None, **overrides: Any) -> Iterator[ServerThread]:
+    """A ServerThread running for the block; ``overrides``: ServerConfig fields."""
+    server = ServerThread(limits, **overrides)
     server.start()
     try:
         yield server
@@ -200,14 +202,17 @@ def write_y4m(frames: list[np.ndarray], path: Path, fps: int = 30) -> None:
                 out.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
 
 
-def synthetic_head_frames(out: Path, frames: int = 90, resolution: int = 256) -> list[np.ndarray]:
-    """RGB frames [R, R, 3] of the synthetic talking head (``npga synth``, front camera)."""
+def synthetic_head_frames(
+    out: Path, frames: int = 90, resolution: int = 256, head_motion: str = "rig"
+) -> list[np.ndarray]:
+    """RGB frames [R, R, 3] of the synthetic talking head (``npga synth``, front camera);
+    ``head_motion`` "wide" turns it ±35° and nods it ±15°."""
     from PIL import Image
 
     npga = Path(sys.executable).with_name("npga")
     subprocess.run(
         [str(npga), "synth", str(out), "--frames", str(frames), "--cameras", "1",
-         "--resolution", str(resolution), "--seed", "0"],
+         "--resolution", str(resolution), "--seed", "0", "--head-motion", head_motion],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     camera = json.loads((out / "cameras.json").read_text())["front_camera"]
@@ -267,3 +272,66 @@ def keep_screenshots(tmp_path: Path, *names: str) -> None:
 
 def error_text(page: Any) -> str:
     return str(page.evaluate("() => window.telepresence.error || ''"))
+
+
+# ---------------------------------------------------------------- a browser sender
+
+# The sender's state (window.telepresence) as the tests read it.
+SENDER_STATE_JS = """() => {
+  const t = window.telepresence;
+  const s = t.trackerState;
+  return {
+    state: t.state, error: t.error, sent: t.framesSent, faces: t.facesSeen,
+    bytes: t.lastFrameBytes, faceMeshMs: t.faceMeshMs, stats: t.stats[0] || null,
+    calibrated: s ? s.calibrated : false, code: s ? s.code : null,
+  };
+}"""
+
+
+def sender_state(page: Any) -> dict[str, Any]:
+    return dict(page.evaluate(SENDER_STATE_JS))
+
+
+def camera_flags(video: Path) -> list[str]:
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+
+
+MOTION = 1.0  # mean grey-level change per 250 ms above video-coding noise
+
+
+def wait_for_motion(page: Any, timeout: float, what: str) -> None:
+    """Until two avatar frames 250 ms apart differ by more than MOTION: the returned video flows
+    (on a loaded machine its decoder can sit on one frame for seconds after (re)starting)."""
+    previous: np.ndarray | None = None
+
+    def moved() -> bool:
+        nonlocal previous
+        pixels, before = seat_pixels(page), previous
+        previous = pixels if pixels is not None else previous
+        if pixels is None or before is None:
+            return False
+        return float(np.abs(pixels - before).mean()) > MOTION
+
+    wait_until(moved, timeout, what)
+
+
+def frame_motion(page: Any, seconds: float) -> tuple[float, list[np.ndarray]]:
+    """Mean grey-level change between avatar frames sampled every 250 ms for ``seconds``,
+    and the codes the page held at those moments."""
+    frames: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    for _ in range(int(seconds * 4)):
+        page.wait_for_timeout(250)
+        pixels = seat_pixels(page)
+        code = sender_state(page)["code"]
+        if pixels is not None:
+            frames.append(pixels)
+        if code is not None:
+            codes.append(np.asarray(code))
+    gaps = [float(np.abs(a - b).mean()) for a, b in pairwise(frames)]
+    assert len(gaps) >= seconds * 2, "the seat showed no video"
+    return float(np.mean(gaps)), codes

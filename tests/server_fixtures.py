@@ -13,9 +13,15 @@ from npga.model import AvatarConfig, default_camera, synthetic_avatar
 from telepresence.app import create_app
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
+from telepresence.jobs import JobRecipe
 
 SMALL_CONFIG = AvatarConfig(expression_dim=16, feature_dim=8, hidden_dim=16)
 TEST_SERVER_CONFIG = ServerConfig(resolution=64, fps=30.0)
+# An avatar-creation job of a minute or two on 2 cores: 64 px, 8-dim codes, 60 steps.
+TINY_JOB_RECIPE = JobRecipe(
+    quality="fast",
+    extra_args=("--resolution", "64", "--expression-dim", "8", "--iters", "60", "--frames", "30"),
+)
 
 
 def small_registry(resolution: int = 64) -> AvatarRegistry:

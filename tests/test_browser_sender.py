@@ -7,9 +7,7 @@ changes with the expression. Also: readable errors when the camera is refused or
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,27 +15,21 @@ from playwright import sync_api
 
 from browser_fixtures import (
     BROWSER_TEST_MARKS,
+    MOTION,
+    camera_flags,
     error_text,
+    frame_motion,
     keep_screenshots,
     launch_chromium,
-    seat_pixels,
+    sender_state,
     server_thread,
     synthetic_head_frames,
+    wait_for_motion,
     wait_until,
     write_y4m,
 )
 
 pytestmark = BROWSER_TEST_MARKS
-
-STATE_JS = """() => {
-  const t = window.telepresence;
-  const s = t.trackerState;
-  return {
-    state: t.state, error: t.error, sent: t.framesSent, faces: t.facesSeen,
-    bytes: t.lastFrameBytes, faceMeshMs: t.faceMeshMs, stats: t.stats[0] || null,
-    calibrated: s ? s.calibrated : false, code: s ? s.code : null,
-  };
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -48,60 +40,15 @@ def face_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _camera_flags(video: Path) -> list[str]:
-    return [
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    ]
-
-
-MOTION = 1.0  # mean grey-level change per 250 ms above video-coding noise
-
-
-def _wait_for_motion(page: Any, timeout: float, what: str) -> None:
-    """Until two avatar frames 250 ms apart differ by more than MOTION: the returned video flows
-    (on a loaded machine its decoder can sit on one frame for seconds after (re)starting)."""
-    previous: np.ndarray | None = None
-
-    def moved() -> bool:
-        nonlocal previous
-        pixels, before = seat_pixels(page), previous
-        previous = pixels if pixels is not None else previous
-        if pixels is None or before is None:
-            return False
-        return float(np.abs(pixels - before).mean()) > MOTION
-
-    wait_until(moved, timeout, what)
-
-
-def _frame_motion(page: Any, seconds: float) -> tuple[float, list[np.ndarray]]:
-    """Mean grey-level change between avatar frames sampled every 250 ms for ``seconds``,
-    and the codes the page held at those moments."""
-    frames: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    for _ in range(int(seconds * 4)):
-        page.wait_for_timeout(250)
-        pixels = seat_pixels(page)
-        code = page.evaluate(STATE_JS)["code"]
-        if pixels is not None:
-            frames.append(pixels)
-        if code is not None:
-            codes.append(np.asarray(code))
-    gaps = [float(np.abs(a - b).mean()) for a, b in pairwise(frames)]
-    assert len(gaps) >= seconds * 2, "the seat showed no video"
-    return float(np.mean(gaps)), codes
-
-
 @pytest.mark.usefixtures("loopback_ice")
 def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> None:
     with server_thread() as server, sync_api.sync_playwright() as playwright:
-        context = launch_chromium(playwright, tmp_path / "profile", _camera_flags(face_video))
+        context = launch_chromium(playwright, tmp_path / "profile", camera_flags(face_video))
         try:
             page = context.new_page()
             page.goto(f"{server.url}/?room=s1&role=sender&autojoin=1&avatar=anna")
-            wait_until(lambda: page.evaluate(STATE_JS)["faces"] > 0, 30, "a face in the page")
-            wait_until(lambda: page.evaluate(STATE_JS)["calibrated"], 30, "the neutral")
+            wait_until(lambda: sender_state(page)["faces"] > 0, 30, "a face in the page")
+            wait_until(lambda: sender_state(page)["calibrated"], 30, "the neutral")
             received = wait_until(
                 lambda: server.metric("telepresence_frames_received_total") > 20 or None,
                 20,
@@ -109,21 +56,21 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
             )
             assert received
             # While the face in the video talks, the returned avatar moves...
-            _wait_for_motion(page, 30, "the returned avatar to move")
-            moving, codes = _frame_motion(page, 5.0)
+            wait_for_motion(page, 30, "the returned avatar to move")
+            moving, codes = frame_motion(page, 5.0)
             # ...when the page stops sending, the server holds the last frame and it stands still
             # (after the render + encode + network delay drains)...
             page.click("#pause")
             page.wait_for_timeout(1500)
             received_paused = server.metric("telepresence_frames_received_total")
-            paused, _ = _frame_motion(page, 3.0)
+            paused, _ = frame_motion(page, 3.0)
             received_after_pause = server.metric("telepresence_frames_received_total")
             # ...and moves again when it resumes.
             page.click("#pause")
-            _wait_for_motion(page, 30, "the avatar to move again after resuming")
-            resumed, _ = _frame_motion(page, 3.0)
+            wait_for_motion(page, 30, "the avatar to move again after resuming")
+            resumed, _ = frame_motion(page, 3.0)
             page.screenshot(path=str(tmp_path / "sender.png"))
-            state = page.evaluate(STATE_JS)
+            state = sender_state(page)
             assert "You are driving: anna" in page.locator("#driving").inner_text()
             slow_note = page.locator("#slow-tracking")
             # the page says so exactly when Face Mesh is slower than 50 ms a frame here
@@ -137,8 +84,8 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
                 "the seat to show the new avatar",
             )
             page.click("#calibrate")
-            assert not page.evaluate(STATE_JS)["calibrated"]
-            wait_until(lambda: page.evaluate(STATE_JS)["calibrated"], 30, "a new neutral")
+            assert not sender_state(page)["calibrated"]
+            wait_until(lambda: sender_state(page)["calibrated"], 30, "a new neutral")
 
             # The camera goes away (as when unplugged): the page says so, the server holds the
             # last pose, and the page opens the camera again and goes on tracking.
@@ -218,7 +165,7 @@ def test_no_face_is_a_readable_error(tmp_path: Path) -> None:
             page.goto(f"{server.url}/?room=s3&role=sender&autojoin=1")
             wait_until(lambda: "No face" in error_text(page), 30, "the no-face message")
             assert page.locator("#face").inner_text() == "no face"
-            state = page.evaluate(STATE_JS)
+            state = sender_state(page)
             page.screenshot(path=str(tmp_path / "no_face.png"))
         finally:
             context.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,15 +15,13 @@ import pytest
 from clips import front_frames, write_video
 
 from npga.data.synth.writer import SynthConfig, write_synth
+from server_fixtures import TINY_JOB_RECIPE as TINY
 from server_fixtures import running_server
 from telepresence.auth import mint_token
-from telepresence.jobs import JobLimits, JobRecipe
+from telepresence.jobs import JobLimits
 from telepresence.sender import TelepresenceClient
 from telepresence.sources import SendOptions, synthetic_frames
 
-# A few minutes on 2 cores at most: 64 px, 8-dim codes, 60 steps.
-TINY = JobRecipe(quality="fast", extra_args=("--resolution", "64", "--expression-dim", "8",
-                                             "--iters", "60", "--frames", "30"))  # fmt: skip
 JOB_TIMEOUT = 300.0
 
 
@@ -76,6 +75,10 @@ async def test_a_clip_becomes_an_avatar_that_is_served_at_once(clip: Path, tmp_p
     async with running_server(avatar_store=tmp_path, job_recipe=TINY) as server:
         url = _url(server)
         async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/api/config") as response:
+                limits = (await response.json())["avatar_creation"]  # what the page checks
+            assert limits["max_upload_bytes"] == JobLimits().max_upload_bytes
+            assert re.fullmatch(limits["name_pattern"], "Ada Lovelace")
             status, body = await _post(http, url, _form(clip, name="Ada Lovelace"))
             assert status == 202, body
             job = body["job"]

@@ -60,4 +60,4 @@ async def test_the_config_the_web_client_reads_is_the_servers() -> None:
     assert config["ctrl_replies"] == list(CTRL_REPLIES)
     assert config["room_name_pattern"] == ROOM_NAME.pattern
     assert config["video_seats"] == 4 and config["max_message_bytes"] == 1024
-    assert config["avatar_creation"] is False  # no --avatar-dir
+    assert config["avatar_creation"] is None  # no --avatar-dir

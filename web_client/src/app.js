@@ -1,7 +1,10 @@
 // The browser client: viewer (every avatar of a room as live video, with stats) and sender
 // (webcam -> Face Mesh -> ExpressionFrames on the `expr` data channel). docs/web_client.md.
 // Modules: ui.js (config, status, helpers, the HTTP API), seats.js, session.js (the
-// connection), sender.js, tracking.js (the tracking math, parity-tested against npga.tracking).
+// connection), sender.js, facemesh.js (the page's one Face Mesh), creation.js (create my
+// avatar) with coverage.js, tracking.js (the tracking math, parity-tested against npga.tracking).
+import { AvatarCreator } from "./creation.js";
+import { FaceMeshRunner } from "./facemesh.js";
 import { Sender } from "./sender.js";
 import { Session } from "./session.js";
 import { $, api, config, mode, params, setState, showDriving, showError } from "./ui.js";
@@ -21,6 +24,7 @@ async function loadAvatars() {
 
 let session = null;
 let sender = null;
+const faceMesh = new FaceMeshRunner();
 
 async function join(event) {
   event?.preventDefault();
@@ -39,7 +43,7 @@ async function join(event) {
   try {
     if (role === "sender") {
       showDriving(session.avatar);
-      sender = new Sender(session);
+      sender = new Sender(session, faceMesh);
       await sender.start();
     }
     await session.start();
@@ -94,7 +98,38 @@ async function init() {
     setState("failed", "server unreachable");
     return;
   }
+  $("create-hint").hidden = !config.avatar_creation;
+  if (config.avatar_creation) wireCreation();
   if (params.get("autojoin") === "1") join();
+}
+
+// A new avatar is served: it joins the menu; a sender switches to it at once, anyone else when
+// they press "Appear as …" (`appear`).
+async function avatarReady(avatarId, name, appear) {
+  await loadAvatars();
+  $("avatar").value = avatarId;
+  if (sender && session?.role === "sender") {
+    if (session.avatar === avatarId) return;
+    await sender.switchAvatar(avatarId).catch((error) => showError(error.message));
+    showDriving(session.avatar);
+  } else if (appear) {
+    document.querySelector('input[name="mode"][value="sender"]').checked = true;
+    await join();
+  }
+}
+
+function wireCreation() {
+  const creator = new AvatarCreator(faceMesh, { onReady: avatarReady });
+  $("create-open").hidden = false;
+  $("create-open").addEventListener("click", () => creator.open());
+  $("create-close").addEventListener("click", () => creator.close());
+  $("create-start").addEventListener("click", () => creator.startRecording());
+  $("create-stop").addEventListener("click", () => creator.stopRecording(true));
+  $("create-upload").addEventListener("click", () => creator.upload());
+  $("create-again").addEventListener("click", () => creator.recordAgain());
+  $("create-again-after").addEventListener("click", () => creator.recordAgain());
+  $("create-cancel").addEventListener("click", () => creator.cancel());
+  creator.resume();
 }
 
 init();

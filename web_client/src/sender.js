@@ -1,4 +1,5 @@
 // The browser sender: webcam -> Face Mesh -> the person followed -> expression frames on `expr`.
+import { requireWebGL2 } from "./facemesh.js";
 import { ExpressionBasis, ExpressionTracker, FaceLock, encodeFrame, frameFlags } from "./tracking.js";
 import { $, RequestError, api, setFace, showError, showSlowTracking, status } from "./ui.js";
 
@@ -6,7 +7,6 @@ const SEND_FPS = 30;
 const NO_FACE_MESSAGE_MS = 1500;
 const CAMERA_STALL_MS = 1000; // no new picture this long: say so (the avatar holds its pose)
 const CAMERA_RETRY_MS = 2000; // a camera that ended is asked for again this often
-const MAX_FACES = 2; // Face Mesh looks for two; the FaceLock follows one person
 
 // A tracker in the avatar's expression space (its basis from the server).
 async function trackerFor(avatarId) {
@@ -15,11 +15,13 @@ async function trackerFor(avatarId) {
 }
 
 export class Sender {
-  constructor(session) {
+  // `faceMesh`: the page's FaceMeshRunner (shared with the avatar recorder).
+  constructor(session, faceMesh) {
     this.session = session;
+    this.faceMesh = faceMesh;
     this.video = $("self-view");
     this.tracker = null;
-    this.faceMesh = null;
+    this.running = false;
     this.seq = 0;
     this.paused = false;
     this.busy = false;
@@ -35,31 +37,12 @@ export class Sender {
   }
 
   async start() {
-    if (!document.createElement("canvas").getContext("webgl2")) {
-      throw new RequestError(
-        "The browser sender needs WebGL 2 (Face Mesh runs on it) and this browser provides none: " +
-          "turn on hardware acceleration, try another browser, or join as a viewer.",
-      );
-    }
+    requireWebGL2("The browser sender");
     this.tracker = await trackerFor(this.session.avatar);
     await this.openCamera();
-    if (typeof window.FaceMesh !== "function") {
-      throw new RequestError("Face Mesh did not load (mediapipe/face_mesh.js is missing from the build).");
-    }
-    this.faceMesh = new window.FaceMesh({ locateFile: (file) => `/static/mediapipe/${file}` });
-    this.faceMesh.setOptions({
-      maxNumFaces: MAX_FACES,
-      refineLandmarks: true,
-      minDetectionConfidence: 0.5,
-      minTrackingConfidence: 0.5,
-    });
-    this.faceMesh.onResults((results) => this.onResults(results));
     setFace("calibrating", "loading Face Mesh…");
-    try {
-      await this.faceMesh.initialize();
-    } catch (error) {
-      throw new RequestError(`Face Mesh could not start in this browser: ${error?.message ?? error}`);
-    }
+    await this.faceMesh.start();
+    this.running = true;
     this.timer = setInterval(() => this.tick(), 1000 / SEND_FPS);
   }
 
@@ -140,12 +123,14 @@ export class Sender {
   }
 
   async tick() {
-    if (this.busy || !this.faceMesh || !this.checkCamera(performance.now()) || this.video.readyState < 2) return;
+    if (this.busy || !this.running || !this.checkCamera(performance.now()) || this.video.readyState < 2) return;
     this.busy = true;
     const started = performance.now();
     try {
-      this.captureTime = (performance.timeOrigin + started) / 1000;
-      await this.faceMesh.send({ image: this.video });
+      const captureTime = (performance.timeOrigin + started) / 1000;
+      const faces = await this.faceMesh.detect(this.video);
+      if (!this.running) return; // stopped meanwhile
+      this.onFaces(faces, captureTime);
       const ms = performance.now() - started;
       // The first call also starts the graph: leave it out of the running mean.
       if (this.warm) status.faceMeshMs = status.faceMeshMs == null ? ms : 0.9 * status.faceMeshMs + 0.1 * ms;
@@ -157,13 +142,10 @@ export class Sender {
     }
   }
 
-  onResults(results) {
-    const width = this.video.videoWidth;
-    const height = this.video.videoHeight;
-    const faces = (results.multiFaceLandmarks ?? [])
-      .filter((landmarks) => landmarks.length === this.tracker.template.points.length)
-      .map((landmarks) => landmarks.map((p) => [p.x * width, p.y * height, p.z * width]));
-    const followed = this.lock.select(faces, width, height, this.captureTime);
+  // `detected`: the faces Face Mesh found, [F][478][3] pixels; `captureTime` in seconds.
+  onFaces(detected, captureTime) {
+    const faces = detected.filter((points) => points.length === this.tracker.template.points.length);
+    const followed = this.lock.select(faces, this.video.videoWidth, this.video.videoHeight, captureTime);
     const points = followed?.points ?? null;
     const now = performance.now();
     if (points) {
@@ -177,7 +159,7 @@ export class Sender {
           : "No face detected. Face the camera in good light; the avatar holds its last expression.",
       );
     }
-    const state = this.tracker.process(points, this.captureTime, followed?.continuity);
+    const state = this.tracker.process(points, captureTime, followed?.continuity);
     status.trackerState = { ...state, calibrated: this.tracker.calibrated };
     setFace(
       !state.facePresent ? "none" : state.calibrating ? "calibrating" : "tracking",
@@ -185,7 +167,7 @@ export class Sender {
     );
     $("tracking").textContent = state.facePresent ? (state.calibrating ? "calibrating" : "tracking") : "no face";
     if (this.paused || this.switching) return;
-    const bytes = encodeFrame({ seq: this.seq, timestamp: this.captureTime, ...state, flags: frameFlags(state) });
+    const bytes = encodeFrame({ seq: this.seq, timestamp: captureTime, ...state, flags: frameFlags(state) });
     if (this.session.sendFrame(bytes, this.seq)) {
       status.framesSent++;
       status.bytesSent += bytes.byteLength;
@@ -202,14 +184,13 @@ export class Sender {
 
   stop() {
     clearInterval(this.timer);
+    this.running = false;
     this.stream?.getTracks().forEach((track) => track.stop());
-    this.faceMesh?.close();
-    this.faceMesh = null;
     this.video.srcObject = null;
   }
 }
 
-function cameraMessage(error) {
+export function cameraMessage(error) {
   switch (error?.name) {
     case "NotAllowedError":
     case "SecurityError":
