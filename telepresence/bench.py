@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 from aiohttp import web
 from aiortc.stats import RTCTransportStats
@@ -107,31 +110,115 @@ async def _run_sessions(
     return [by_room[room] for room in rooms]
 
 
+async def _start_job(base_url: str, clip: Path) -> str:
+    """``clip`` uploaded as an avatar-creation job (POST /api/avatars) -> the job's id."""
+    form = aiohttp.FormData()
+    form.add_field("name", "bench")
+    form.add_field("video", clip.read_bytes(), filename=clip.name)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base_url}/api/avatars", data=form) as response,
+    ):
+        body = await response.json()
+        if response.status != 202:
+            raise ValueError(f"the server refused the clip: {body.get('error')}")
+        return str(body["job"]["id"])
+
+
+async def _job(base_url: str, job_id: str, method: str = "GET") -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{base_url}/api/jobs/{job_id}") as response,
+    ):
+        return dict((await response.json())["job"])
+
+
+async def _until_training(base_url: str, job_id: str) -> None:
+    """Until the job trains (stage 5/6, the long one); ValueError if it ends before."""
+    while True:
+        job = await _job(base_url, job_id)
+        if job["state"] in ("done", "failed", "cancelled"):
+            raise ValueError(f"the job ended ({job['state']}: {job['error']}) before it trained")
+        if job["stage"].startswith("5/6"):
+            return
+        await asyncio.sleep(1.0)
+
+
+def _sessions_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r.get("e2e_latency_ms_p95")]
+    return {
+        "worst_e2e_latency_ms_p95": max(latencies_p95) if latencies_p95 else None,
+        "min_fps_received": min(r["fps_received"] for r in results),
+        "mean_distinct_avatar_fps": round(
+            float(np.mean([r["distinct_avatar_fps"] for r in results])), 2
+        ),
+    }
+
+
 async def run_bench(
     config: ServerConfig,
     sessions: int,
     seconds: float,
     codec: str = "h264",
     client_processes: int = 0,
+    during_job: Path | None = None,
 ) -> dict[str, Any]:
+    """The sessions measured for ``seconds``; with ``during_job`` (a clip) measured again while
+    the server trains an avatar from it (then the job is cancelled)."""
     restrict_host_addresses(["127.0.0.1"])  # benchmark traffic stays on loopback
-    app = create_app(replace(config, host="127.0.0.1", port=0, stamp_frames=True))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
-        results = await _run_sessions(
-            base_url, sessions, dim, seconds, codec == "h264", client_processes
-        )
-        render = app[METRICS].histogram("render_ms")
-        encode = app[METRICS].histogram("encode_ms")
-    finally:
-        await runner.cleanup()
-    latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r.get("e2e_latency_ms_p95")]
+    with tempfile.TemporaryDirectory(prefix="telepresence-bench-") as store:
+        config = replace(config, host="127.0.0.1", port=0, stamp_frames=True)
+        if during_job is not None:
+            config = replace(config, avatar_store=Path(store))
+        app = create_app(config)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        base_url = f"http://127.0.0.1:{port}"
+        job_report: dict[str, Any] | None = None
+        try:
+            dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
+            results = await _run_sessions(
+                base_url, sessions, dim, seconds, codec == "h264", client_processes
+            )
+            if during_job is not None:
+                job_id = await _start_job(base_url, during_job)
+                await _until_training(base_url, job_id)
+                loaded = await _run_sessions(
+                    base_url, sessions, dim, seconds, codec == "h264", client_processes
+                )
+                job = await _job(base_url, job_id)
+                await _job(base_url, job_id, "DELETE")
+                job_report = {
+                    "job_stage": f"{job['stage']} ({job['percent']:.0f} %)",
+                    **_sessions_summary(loaded),
+                    "per_session": loaded,
+                }
+            render = app[METRICS].histogram("render_ms")
+            encode = app[METRICS].histogram("encode_ms")
+        finally:
+            await runner.cleanup()
+    report = _report(config, sessions, seconds, codec, client_processes, results)
+    report.update(
+        server_render_ms_mean=round(render.total / render.count, 2) if render else None,
+        server_renders=render.count if render else 0,
+        server_encode_ms_mean=round(encode.total / encode.count, 2) if encode else None,
+    )
+    if job_report is not None:
+        report["while_a_job_trains"] = job_report
+    return report
+
+
+def _report(
+    config: ServerConfig,
+    sessions: int,
+    seconds: float,
+    codec: str,
+    client_processes: int,
+    results: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "benchmark": "telepresence",
         "sessions": sessions,
@@ -140,13 +227,6 @@ async def run_bench(
         "device": config.device,
         "codec": codec,
         "client_processes": client_processes,
-        "server_render_ms_mean": round(render.total / render.count, 2) if render else None,
-        "server_renders": render.count if render else 0,
-        "server_encode_ms_mean": round(encode.total / encode.count, 2) if encode else None,
-        "worst_e2e_latency_ms_p95": max(latencies_p95) if latencies_p95 else None,
-        "min_fps_received": min(r["fps_received"] for r in results),
-        "mean_distinct_avatar_fps": round(
-            float(np.mean([r["distinct_avatar_fps"] for r in results])), 2
-        ),
+        **_sessions_summary(results),
         "per_session": results,
     }

@@ -272,9 +272,17 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     config = ServerConfig(resolution=args.resolution, device=args.device, fps=args.fps)
-    report = asyncio.run(
-        run_bench(config, args.sessions, args.seconds, args.codec, args.client_processes)
-    )
+    if args.during_job is not None and not args.during_job.is_file():
+        raise CliError(f"--during-job {args.during_job}: no such file")
+    try:
+        report = asyncio.run(
+            run_bench(
+                config, args.sessions, args.seconds, args.codec, args.client_processes,
+                args.during_job,
+            )
+        )  # fmt: skip
+    except ValueError as error:
+        raise CliError(str(error)) from None
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
 
 
@@ -445,6 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="spread the client sessions over this many worker processes (default 0: in the "
         "server's process, which then limits how many sessions a GPU server is measured with)",
+    )
+    bench.add_argument(
+        "--during-job",
+        type=Path,
+        metavar="CLIP",
+        help="measure again while the server trains an avatar from CLIP (an avatar-creation "
+        "job with the default recipe, niced on one thread), then cancel it (default: no job)",
     )
     bench.add_argument("--json", action="store_true", help="one JSON line")
     bench.set_defaults(run=cmd_bench)

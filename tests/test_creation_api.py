@@ -200,8 +200,8 @@ async def test_a_server_restarted_mid_job_finishes_it(clip: Path, tmp_path: Path
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loopback_ice")
 async def test_a_live_session_keeps_its_frame_rate_while_a_job_trains(clip: Path, tmp_path: Path):
-    """The job runs niced on one thread: a viewer of a moving avatar receives within 10 % of the
-    frames it received before the job started."""
+    """The job runs at idle priority on one thread: a viewer of a moving avatar receives within
+    10 % of the frames it received before the job started."""
     longer = replace(TINY, extra_args=(*TINY.extra_args[:-4], "--iters", "2000", "--frames", "30"))
     async with running_server(avatar_store=tmp_path, job_recipe=longer) as server:
         url = _url(server)

@@ -40,6 +40,7 @@ SEND = ["send", "--room", "r", "--synthetic", "--server", "http://127.0.0.1:9"]
         (["serve", "--resolution", "15"], "resolution must be an even number"),
         (["bench", "--sessions", "0"], "expected a positive number"),
         (["bench", "--client-processes", "-1"], "expected 0 or more"),
+        (["bench", "--during-job", "/no/clip.mp4"], "--during-job /no/clip.mp4: no such file"),
         (["token", "--secret", " ", "--room", "r", "--role", "sender"], "--secret is empty"),
         (
             ["token", "--secret", "k", "--room", "r", "--role", "sender", "--ttl", "inf"],
