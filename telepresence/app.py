@@ -218,7 +218,7 @@ async def offer(request: web.Request) -> web.Response:
         app[METRICS].inc("errors_total", kind="offer")
         return _error(400, "offer body cannot be decoded (its Content-Encoding is wrong)")
     try:
-        parsed = OfferRequest.parse(body)
+        parsed = OfferRequest.parse(body, app[CONFIG].limits)
     except OfferError as error:
         app[METRICS].inc("errors_total", kind="offer")
         return _error(error.status, str(error))

@@ -14,7 +14,9 @@ class Limits:
     max_participants_per_room: int = 8
     max_sessions: int = 32  # per server process (one process per device)
     max_message_bytes: int = 1024  # data-channel messages
-    max_messages_per_second: float = 120.0  # per participant, token bucket
+    max_messages_per_second: float = 120.0  # expr, per participant, token bucket
+    max_ctrl_per_second: float = 20.0  # ctrl requests, per participant, token bucket
+    max_sdp_bytes: int = 64 * 1024  # an offer's SDP (a browser's with 5 sections: ~10 KB)
     video_seats: int = 4  # avatar video tracks a client may receive at most
 
 

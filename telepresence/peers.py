@@ -22,7 +22,7 @@ from aiortc.sdp import SessionDescription
 from npga.codes import decode_frame
 from npga.framing import FRAMINGS, Framer
 from telepresence.avatars import AvatarRegistry
-from telepresence.config import ServerConfig
+from telepresence.config import Limits, ServerConfig
 from telepresence.encode import X264Encoder, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
@@ -57,7 +57,9 @@ class OfferRequest:
     framing: str = "auto"
 
     @classmethod
-    def parse(cls, body: Any) -> OfferRequest:
+    def parse(cls, body: Any, limits: Limits) -> OfferRequest:
+        """A JSON offer body, checked before aiortc sees it: SDP size and media sections are
+        bounded (one data section and ``video_seats`` video sections at most)."""
         if not isinstance(body, dict):
             raise OfferError("offer must be a JSON object")
         sdp, kind, role = body.get("sdp"), body.get("type"), body.get("role", "viewer")
@@ -65,8 +67,18 @@ class OfferRequest:
             raise OfferError("offer needs 'sdp' (a non-empty string)")
         if kind != "offer":
             raise OfferError("'type' must be \"offer\"")
+        if len(sdp) > limits.max_sdp_bytes:
+            raise OfferError(
+                f"SDP offer of {len(sdp)} bytes; at most {limits.max_sdp_bytes}", status=413
+            )
         if not sdp.lstrip().startswith("v=0") or "\nm=" not in sdp:
             raise OfferError("malformed SDP offer: needs 'v=0' and at least one 'm=' section")
+        sections = sdp.count("\nm=")
+        if sections > limits.video_seats + 1:
+            raise OfferError(
+                f"SDP offer with {sections} media sections; at most {limits.video_seats + 1} "
+                f"(one data channel section and {limits.video_seats} video seats)"
+            )
         if role not in ("sender", "viewer"):
             raise OfferError('\'role\' must be "sender" or "viewer"')
         avatar, token = body.get("avatar"), body.get("token")
@@ -206,16 +218,9 @@ class PeerManager:
 
     def _on_expr(self, participant: Participant, message: Any) -> None:
         limits = self.config.limits
-        if not participant.take_token(limits.max_messages_per_second):
+        if not participant.expr_rate.take():
             self.metrics.inc("frames_dropped_total", reason="rate")
-            now = time.monotonic()
-            if now - participant.rate_error_at > 1.0:  # say it at most once a second
-                participant.rate_error_at = now
-                self._error(
-                    participant,
-                    "rate",
-                    f"over {limits.max_messages_per_second:g} messages/s: extra messages dropped",
-                )
+            self._rate_error(participant, "expr", limits.max_messages_per_second)
             return
         if not isinstance(message, bytes):
             self._error(participant, "expr", "expr messages must be binary expression frames")
@@ -242,7 +247,19 @@ class PeerManager:
         else:
             self.metrics.inc("frames_dropped_total", reason="stale")
 
+    def _rate_error(self, participant: Participant, channel: str, rate: float) -> None:
+        now = time.monotonic()
+        if now - participant.rate_errors_at.get(channel, 0.0) > 1.0:  # at most once a second
+            participant.rate_errors_at[channel] = now
+            self._error(
+                participant, "rate", f"over {rate:g} {channel} messages/s: extra messages dropped"
+            )
+
     def _on_ctrl(self, participant: Participant, message: Any) -> None:
+        if not participant.ctrl_rate.take():
+            self.metrics.inc("ctrl_dropped_total", reason="rate")
+            self._rate_error(participant, "ctrl", self.config.limits.max_ctrl_per_second)
+            return
         if not isinstance(message, str) or len(message) > self.config.limits.max_message_bytes:
             self._error(participant, "ctrl", "ctrl messages are JSON text of at most 1 KiB")
             return

@@ -34,6 +34,27 @@ def seq_is_newer(seq: int, last: int | None) -> bool:
 
 
 @dataclass
+class TokenBucket:
+    """``rate`` messages/s with one second of burst (it starts full)."""
+
+    rate: float
+    tokens: float = -1.0  # -1: full
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        """One message: True if it is within the rate."""
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = self.rate
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
 class Participant:
     id: str
     room: str
@@ -48,9 +69,9 @@ class Participant:
     rendered_seq: int | None = None  # seq of the frame that render shows (None: neutral)
     frames_accepted: int = 0
     frames_dropped: int = 0
-    tokens: float = 0.0  # rate limit bucket
-    tokens_at: float = field(default_factory=time.monotonic)
-    rate_error_at: float = 0.0  # when the last rate-limit error was sent
+    expr_rate: TokenBucket = field(default_factory=lambda: TokenBucket(0.0))
+    ctrl_rate: TokenBucket = field(default_factory=lambda: TokenBucket(0.0))
+    rate_errors_at: dict[str, float] = field(default_factory=dict)  # channel -> last said
     send_ctrl: Callable[[dict[str, Any]], None] | None = None  # set by the peer
 
     @property
@@ -65,16 +86,6 @@ class Participant:
         self.latest = frame
         self.latest_received = time.monotonic()
         self.frames_accepted += 1
-        return True
-
-    def take_token(self, rate: float) -> bool:
-        """Token bucket of ``rate`` messages/s with one second of burst."""
-        now = time.monotonic()
-        self.tokens = min(rate, self.tokens + (now - self.tokens_at) * rate)
-        self.tokens_at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
         return True
 
 
@@ -130,7 +141,8 @@ class RoomRegistry:
             role=role,
             avatar_id=avatar_id,
             see_self=see_self,
-            tokens=self.limits.max_messages_per_second,
+            expr_rate=TokenBucket(self.limits.max_messages_per_second),
+            ctrl_rate=TokenBucket(self.limits.max_ctrl_per_second),
         )
         room.participants[participant.id] = participant
         self.announce(room)

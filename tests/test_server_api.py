@@ -90,6 +90,10 @@ def _offer(**fields: object) -> bytes:
         (_offer(role="sender", avatar="zed"), 404, "unknown avatar 'zed'"),
         (_offer(see_self="yes"), 400, "'see_self' must be"),
         (_offer(role="sender", framing="zoom"), 400, "'framing' must be one of 'auto'"),
+        # bounded before aiortc parses it (2,000 m-lines took 4.5 s to answer)
+        (_offer(sdp=SDP + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 3000), 413, "at most 65536"),
+        (_offer(sdp=SDP + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 1999), 400, "2000 media sections"),
+        (_offer(sdp=SDP + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 5), 400, "6 media sections"),
     ],
 )
 async def test_bad_offers_get_clear_errors(body: bytes, status: int, message: str) -> None:

@@ -172,14 +172,16 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             streaming = asyncio.create_task(_stream(good, np.ones(16), 1, 2.0))
             for message in abuse:
                 rogue.send_raw(message)
-            for seq in range(200, 400):  # a flood far over 120 messages/s
+            for seq in range(200, 400):  # a flood far over 120 expr messages/s
                 rogue.send_frame(frame(seq, np.zeros(16)))
             rogue.send_ctrl("{not json")
             rogue.send_ctrl({"type": "launch-missiles"})
             rogue.send_ctrl({"type": "avatar", "avatar": "zed"})
             rogue.send_ctrl({"type": "framing", "framing": "zoom"})
+            for _ in range(100):  # a ctrl flood far over 20 requests/s
+                rogue.send_ctrl({"type": "stats"})
             good.send_ctrl({"type": "framing", "framing": "fixed"})
-            await _until(lambda: len(rogue.stats.ctrl_errors) >= 10)
+            await _until(lambda: len(rogue.stats.ctrl_errors) >= 11)
             await _until(lambda: good.stats.framing == "fixed")
             before = viewer.stats.frames_received.get(1, 0)
             await streaming
@@ -198,9 +200,11 @@ async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() 
             "unknown ctrl message type",
             "unknown avatar 'zed'",
             "framing must be one of auto, fixed, free",
-            "over 120 messages/s",
+            "over 120 expr messages/s",
+            "over 20 ctrl messages/s",
         ):
             assert expected in errors
+        assert app[METRICS].counter("ctrl_dropped_total", reason="rate") >= 50
         assert after - before > 10  # the well-behaved sender's avatar kept coming
         assert app[METRICS].counter("frames_received_total") > 30
         assert app[METRICS].counter("errors_total", kind="expr") == 5
