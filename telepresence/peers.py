@@ -26,6 +26,7 @@ from telepresence.config import Limits, ServerConfig
 from telepresence.encode import X264Encoder, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
+from telepresence.sctp_guard import limit_message_size
 from telepresence.tracks import AvatarTrack
 from telepresence.turn import ice_servers_json
 
@@ -109,6 +110,7 @@ class PeerManager:
         self.metrics = metrics
         self._peers: dict[str, tuple[RTCPeerConnection, Participant]] = {}
         self._watchdogs: dict[str, asyncio.Task[None]] = {}  # close peers that never connect
+        self._closing: set[asyncio.Task[None]] = set()  # peers being closed for misbehaving
 
     @property
     def active(self) -> int:
@@ -136,6 +138,8 @@ class PeerManager:
             await self.close(participant.id)
             self.metrics.inc("errors_total", kind="sdp")
             raise OfferError(f"malformed SDP offer: {error or type(error).__name__}") from None
+        if pc.sctp is not None:
+            limit_message_size(pc.sctp, lambda held: self._oversize(participant.id, held))
         size, fps = self.config.resolution, self.config.fps
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
         tracks = [
@@ -167,6 +171,15 @@ class PeerManager:
             "type": pc.localDescription.type,
             "participant": participant.id,
         }
+
+    def _oversize(self, participant_id: str, held: int) -> None:
+        """A peer sent a data-channel message over the advertised max-message-size: its
+        association is closed (aborted) with the peer."""
+        self.metrics.inc("errors_total", kind="oversize")
+        log.warning("peer %s: data-channel message over %d bytes: closed", participant_id, held)
+        closing = asyncio.create_task(self.close(participant_id))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _close_if_never_connected(self, participant_id: str) -> None:
         await asyncio.sleep(CONNECT_TIMEOUT_S)
