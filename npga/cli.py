@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -32,10 +31,11 @@ from npga.create import cli as create_cli
 from npga.data import cli as data_cli
 from npga.eval import cli as eval_cli
 from npga.framing import FRAMINGS, Framer, HeadFrame, frontal_camera
-from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
+from npga.inference import AvatarDriver
+from npga.model import AvatarConfig, default_camera, synthetic_avatar
 from npga.recording import RecordingError, load_recording, synthetic_recording
 from npga.train import cli as train_cli
-from npga.video import VideoWriter, to_uint8
+from npga.video import VideoWriter
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -96,32 +96,27 @@ def cmd_render(args: argparse.Namespace) -> None:
         cameras = _render_cameras(bundle, args.camera, args.resolution, frames)
     except ValueError as error:
         raise CliError(f"{args.avatar}: {error}") from None
-    framer = Framer(HeadFrame.of_avatar(bundle.avatar), args.framing)
+    driver = AvatarDriver(bundle)
+    framer = Framer(driver.head, args.framing)
     fps = args.fps or recording.fps()
-    translations = recording.translation_metres().astype(np.float32)
-    avatar = bundle.avatar
-    device = args.device
-    background = (1.0, 1.0, 1.0)
     with (
-        torch.inference_mode(),
         VideoWriter(args.out, cameras[0].width, cameras[0].height, fps) as writer,
         Progress(
             TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
         ) as progress,
     ):
-        cache = avatar.inference_cache()
         task = progress.add_task("render", total=frames)
         for i in range(frames):
-            rotation = recording.rotation_wxyz[i]
-            shown = framer.translation(rotation, translations[i], float(recording.timestamps[i]))
-            pose = HeadPose(
-                torch.from_numpy(rotation[None]).to(device),
-                torch.from_numpy(shown[None]).to(device),
+            rows = slice(i, i + 1)
+            (image,) = driver.render(
+                recording.codes[rows],
+                recording.rotation_wxyz[rows],
+                recording.translation[rows],
+                recording.timestamps[rows],
+                cameras[i % len(cameras)],
+                [framer],
             )
-            codes = torch.from_numpy(recording.codes[i : i + 1]).to(device)
-            camera = cameras[i % len(cameras)].to(device)
-            result = avatar.render(codes, camera, pose, background=background, cache=cache)
-            writer.write(to_uint8(result.rgb[0, 0].float().cpu().numpy()))
+            writer.write(image)
             progress.advance(task)
     size = f"{cameras[0].width}x{cameras[0].height}"
     print(f"wrote {frames} frames ({size}, {fps:.1f} fps) to {args.out}")

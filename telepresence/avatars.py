@@ -13,8 +13,7 @@ from npga.bundle import DEMO_AVATAR_DIR, AvatarBundle, load_bundle
 from npga.cameras import Cameras
 from npga.codes import ExpressionFrame
 from npga.framing import Framer, HeadFrame, frontal_camera
-from npga.model import HeadPose, InferenceCache
-from npga.tracking import topology
+from npga.inference import AvatarDriver
 
 DEMO_AVATAR_ID = "demo"
 
@@ -23,15 +22,23 @@ DEMO_AVATAR_ID = "demo"
 class LoadedAvatar:
     id: str
     bundle: AvatarBundle
+    driver: AvatarDriver  # renders its expression frames (npga's one inference path)
     camera: Cameras  # frontal on its head, at the server's resolution
-    cache: InferenceCache
-    face_unit_metres: float  # the avatar's outer-eye-corner distance
     encoder_json: str  # ExpressionBasis JSON for senders
-    head: HeadFrame  # where its head is: what the frontal camera and framers aim at
 
     @property
     def expression_dim(self) -> int:
         return self.bundle.config.expression_dim
+
+    @property
+    def head(self) -> HeadFrame:
+        """Where its head is: what the frontal camera and the framers aim at."""
+        return self.driver.head
+
+    @property
+    def face_unit_metres(self) -> float:
+        """The avatar's outer-eye-corner distance: what a wire translation's unit is."""
+        return self.driver.face_unit_metres
 
 
 class AvatarRegistry:
@@ -106,17 +113,13 @@ def demo_bundle(device: torch.device) -> AvatarBundle:
 
 
 def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
-    head = HeadFrame.of_avatar(bundle.avatar)
-    template = bundle.avatar.prior.template.detach().cpu().numpy()
-    face_unit = topology.eye_corner_distance(template)
+    driver = AvatarDriver(bundle)
     return LoadedAvatar(
         id=avatar_id,
         bundle=bundle,
-        camera=frontal_camera(head, resolution),
-        cache=bundle.avatar.inference_cache(),
-        face_unit_metres=face_unit,
+        driver=driver,
+        camera=frontal_camera(driver.head, resolution),
         encoder_json=json.dumps(bundle.expression_encoder().to_json()),
-        head=head,
     )
 
 
@@ -132,29 +135,4 @@ def render_avatar(
     Called from the render worker thread, never from the event loop (the framers' state lives
     there too).
     """
-    device = avatar.bundle.avatar.device
-    b, e = len(frames), avatar.expression_dim
-    codes = np.zeros((b, e), dtype=np.float32)
-    rotations = np.tile(np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32), (b, 1))
-    translations = np.zeros((b, 3), dtype=np.float32)
-    for i, frame in enumerate(frames):
-        if frame is not None:
-            codes[i] = frame.code
-            rotations[i] = frame.rotation_wxyz
-            translations[i] = frame.translation * avatar.face_unit_metres
-            framer = framers[i] if framers is not None else None
-            if framer is not None:
-                translations[i] = framer.translation(rotations[i], translations[i], frame.timestamp)
-    pose = HeadPose(
-        torch.from_numpy(rotations).to(device), torch.from_numpy(translations).to(device)
-    )
-    with torch.inference_mode():
-        result = avatar.bundle.avatar.render(
-            torch.from_numpy(codes).to(device),
-            avatar.camera.to(device),
-            pose,
-            background=(background, background, background),
-            cache=avatar.cache,
-        )
-        rgb = result.rgb[:, 0].clamp(0, 1).mul(255).add(0.5).to(torch.uint8)
-    return rgb.cpu().numpy()
+    return avatar.driver.render_frames(frames, avatar.camera, framers, background)
