@@ -33,6 +33,7 @@ from telepresence.peers import (
 )
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
+from telepresence.timeline import FrameTimeline
 from telepresence.turn import ice_servers_json
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ METRICS = web.AppKey("metrics", Metrics)
 PEERS = web.AppKey("peers", PeerManager)
 SCHEDULER = web.AppKey("scheduler", RenderScheduler)
 JOBS = web.AppKey("jobs", JobRunner)
+TIMELINE = web.AppKey("timeline", FrameTimeline)  # only with stamp_frames
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client" / "dist"
 MAX_OFFER_BYTES = 256 * 1024
@@ -294,9 +296,13 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app[AVATARS] = avatars
     app[METRICS] = metrics_registry
     app[ROOMS] = rooms
-    app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry)
+    # bench only (stamped frames): where each frame's time goes (telepresence/timeline.py)
+    timeline = FrameTimeline() if config.stamp_frames else None
+    if timeline is not None:
+        app[TIMELINE] = timeline
+    app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry, timeline)
     app[SCHEDULER] = RenderScheduler(
-        avatars, rooms, metrics_registry, config.fps, config.stamp_frames
+        avatars, rooms, metrics_registry, config.fps, config.stamp_frames, timeline
     )
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

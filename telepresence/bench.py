@@ -3,8 +3,11 @@
 Each session publishes the demo avatar, watches its own avatar (one seat), and sends synthetic
 expression frames at 30 fps. The server stamps the seq of the frame it rendered into the video
 (``stamp_frames``); the client reads it back after decoding, so latency = decode time of the
-first frame showing seq s - capture time of s, on one clock (CLOCK_MONOTONIC, which every
-process of a machine shares).
+first frame showing seq s - capture time of s, on one clock (``time.time()``, CLOCK_REALTIME:
+the wire timestamp's clock, which every process of a machine shares). The server marks each
+frame's stages on the same clock (telepresence/timeline.py), so every session's latency is also
+broken down: capture -> server receive, queue wait, render, the track's wait for its next slot,
+encode, network + decode, each p50/p95.
 
 By default the clients share the server's process and event loop, which is what limits a GPU
 server's measured sessions: ``client_processes`` spreads them over spawned worker processes.
@@ -26,12 +29,13 @@ import numpy as np
 from aiohttp import web
 from aiortc.stats import RTCTransportStats
 
-from telepresence.app import AVATARS, METRICS, create_app
+from telepresence.app import AVATARS, METRICS, TIMELINE, create_app
 from telepresence.config import ServerConfig
 from telepresence.ice import restrict_host_addresses
 from telepresence.probe import FrameProbe
 from telepresence.sender import TelepresenceClient
 from telepresence.sources import SendOptions, synthetic_frames
+from telepresence.timeline import FrameTimeline
 
 
 async def _bytes_received(client: TelepresenceClient) -> int:
@@ -64,6 +68,8 @@ async def _session(
             client.stats.bytes_sent / max(client.stats.frames_sent, 1), 1
         ),
         "downlink_kbps": round(downlink, 1),
+        "participant": client.participant,
+        "frame_times": probe.frame_times(),
     }
 
 
@@ -144,6 +150,34 @@ async def _until_training(base_url: str, job_id: str) -> None:
         await asyncio.sleep(1.0)
 
 
+# (name, from stage, to stage) of the breakdown; "capture" and "decoded" are the client's
+BREAKDOWN = (
+    ("uplink", "capture", "received"),
+    ("queue", "received", "render_start"),
+    ("render", "render_start", "render_end"),
+    ("track_wait", "render_end", "encode_start"),
+    ("encode", "encode_start", "encode_end"),
+    ("network_decode", "encode_end", "decoded"),
+)
+
+
+def _breakdown(timeline: FrameTimeline, result: dict[str, Any]) -> dict[str, Any]:
+    """Replaces a session's raw frame times by the p50/p95 (ms) of each stage."""
+    times = result.pop("frame_times")
+    participant = result.pop("participant")
+    spans: dict[str, list[float]] = {name: [] for name, _, _ in BREAKDOWN}
+    for seq, captured, decoded in times:
+        marks = {**timeline.of(participant, seq), "capture": captured, "decoded": decoded}
+        for name, start, end in BREAKDOWN:
+            if start in marks and end in marks:
+                spans[name].append((marks[end] - marks[start]) * 1e3)
+    return {
+        name: {"ms_p50": round(float(np.percentile(v, 50)), 1),
+               "ms_p95": round(float(np.percentile(v, 95)), 1), "frames": len(v)}
+        for name, v in spans.items() if v
+    }  # fmt: skip
+
+
 def _sessions_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     latencies_p95 = [r["e2e_latency_ms_p95"] for r in results if r.get("e2e_latency_ms_p95")]
     return {
@@ -183,12 +217,16 @@ async def run_bench(
             results = await _run_sessions(
                 base_url, sessions, dim, seconds, codec == "h264", client_processes
             )
+            for result in results:
+                result["latency_breakdown"] = _breakdown(app[TIMELINE], result)
             if during_job is not None:
                 job_id = await _start_job(base_url, during_job)
                 await _until_training(base_url, job_id)
                 loaded = await _run_sessions(
                     base_url, sessions, dim, seconds, codec == "h264", client_processes
                 )
+                for result in loaded:
+                    result["latency_breakdown"] = _breakdown(app[TIMELINE], result)
                 job = await _job(base_url, job_id)
                 await _job(base_url, job_id, "DELETE")
                 job_report = {

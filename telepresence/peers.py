@@ -27,6 +27,7 @@ from telepresence.encode import X264Encoder, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.sctp_guard import limit_message_size
+from telepresence.timeline import FrameTimeline
 from telepresence.tracks import AvatarTrack
 from telepresence.turn import ice_servers_json
 
@@ -103,7 +104,9 @@ class PeerManager:
         avatars: AvatarRegistry,
         rooms: RoomRegistry,
         metrics: Metrics,
+        timeline: FrameTimeline | None = None,
     ) -> None:
+        self.timeline = timeline
         self.config = config
         self.avatars = avatars
         self.rooms = rooms
@@ -143,7 +146,7 @@ class PeerManager:
         size, fps = self.config.resolution, self.config.fps
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
         tracks = [
-            AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics)
+            AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics, self.timeline)
             for seat in range(min(len(video), self.config.limits.video_seats))
         ]
         participant.seats = len(tracks)
@@ -257,6 +260,8 @@ class PeerManager:
             return
         if participant.accept(frame):
             self.metrics.inc("frames_received_total")
+            if self.timeline is not None:
+                self.timeline.mark(participant.id, frame.seq, "received")
         else:
             self.metrics.inc("frames_dropped_total", reason="stale")
 

@@ -24,6 +24,7 @@ class FrameProbe:
     seat: int = 0  # the seat measured and recorded (a sender's: the one showing its own avatar)
     sent_at: dict[int, float] = field(default_factory=dict)  # seq -> time.time() at capture
     latencies_ms: list[float] = field(default_factory=list)
+    decoded_at: dict[int, float] = field(default_factory=dict)  # seq -> first decode time
     frames: int = 0
     distinct_seqs: set[int] = field(default_factory=set)
     first_frame_at: float | None = None
@@ -50,6 +51,7 @@ class FrameProbe:
             self.distinct_seqs.add(seq)
             if seq in self.sent_at:
                 self.latencies_ms.append((now - self.sent_at[seq]) * 1e3)
+                self.decoded_at[seq] = now
         if self.record_path is not None:
             self._record(frame.to_ndarray(format="rgb24"))
 
@@ -68,6 +70,11 @@ class FrameProbe:
             self._worker.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()
+
+    def frame_times(self) -> list[tuple[int, float, float]]:
+        """(seq, capture time, first decode time) of each stamped frame seen, time.time()."""
+        return [(seq, self.sent_at[seq], t) for seq, t in self.decoded_at.items()
+                if seq in self.sent_at]  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         """Counts and rates; latency only where frames carried seq stamps (serve --stamp-frames)."""

@@ -23,6 +23,7 @@ from telepresence.avatars import AvatarRegistry, render_avatar
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.stamp import draw_seq
+from telepresence.timeline import FrameTimeline
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class RenderScheduler:
         metrics: Metrics,
         fps: float,
         stamp_frames: bool = False,
+        timeline: FrameTimeline | None = None,
     ) -> None:
+        self.timeline = timeline
         self.avatars = avatars
         self.rooms = rooms
         self.metrics = metrics
@@ -90,6 +93,7 @@ class RenderScheduler:
                     await asyncio.sleep(delay)
                 jobs = self.due_jobs()
                 if jobs:
+                    self._mark(jobs, "render_start")
                     began = time.perf_counter()
                     try:
                         results = await loop.run_in_executor(self._executor, self.render, jobs)
@@ -98,12 +102,19 @@ class RenderScheduler:
                         self.metrics.inc("errors_total", kind="render")
                     else:
                         self.store(results)
+                        self._mark([result.job for result in results], "render_end")
                         self.metrics.observe("render_ms", (time.perf_counter() - began) * 1e3)
                         self.metrics.inc("renders_total", len(results))
                 # late: run the most recent missed tick right away (skipping older ones)
                 tick = max(tick + 1, math.floor((time.monotonic() - start) * self.fps))
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _mark(self, jobs: list[RenderJob], stage: str) -> None:
+        if self.timeline is not None:
+            for job in jobs:
+                if job.frame is not None:
+                    self.timeline.mark(job.participant.id, job.frame.seq, stage)
 
     def due_jobs(self) -> list[RenderJob]:
         """Watched senders whose newest frame has not been rendered yet (or never at all); an

@@ -15,6 +15,7 @@ from aiortc.mediastreams import MediaStreamError
 from telepresence.encode import X264Encoder
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
+from telepresence.timeline import FrameTimeline
 
 VIDEO_CLOCK_RATE = 90_000
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_RATE)
@@ -52,8 +53,10 @@ class AvatarTrack(MediaStreamTrack):
         fps: float,
         size: int,
         metrics: Metrics | None = None,
+        timeline: FrameTimeline | None = None,
     ) -> None:
         super().__init__()
+        self._timeline = timeline
         self._rooms = rooms
         self._viewer = viewer
         self._seat = seat
@@ -67,15 +70,20 @@ class AvatarTrack(MediaStreamTrack):
     def use_encoder(self, encoder: X264Encoder) -> None:
         self.encoder = encoder
 
-    def _current_image(self) -> np.ndarray:
+    def _current_image(self) -> tuple[np.ndarray, Participant | None]:
+        """The seat's newest render and whose it is (None: the seat is empty)."""
         room = self._rooms.room_of(self._viewer)
         if room is not None:
             visible = room.visible_to(self._viewer)
             if self._seat < len(visible) and visible[self._seat].rendered is not None:
-                image = visible[self._seat].rendered
-                assert image is not None
-                return image
-        return self._blank
+                shown = visible[self._seat]
+                assert shown.rendered is not None
+                return shown.rendered, shown
+        return self._blank, None
+
+    def _mark(self, shown: Participant | None, stage: str) -> None:
+        if self._timeline is not None and shown is not None:
+            self._timeline.mark(shown.id, shown.rendered_seq, stage)
 
     async def recv(self) -> av.VideoFrame | av.Packet:
         if self.readyState != "live":
@@ -90,12 +98,14 @@ class AvatarTrack(MediaStreamTrack):
             if delay > 0:
                 await asyncio.sleep(delay)
         pts = round(self._index * VIDEO_CLOCK_RATE / self._fps)
-        image = self._current_image()
+        image, shown = self._current_image()
+        self._mark(shown, "encode_start")
         if self.encoder is not None:
             loop = asyncio.get_running_loop()
             packets, seconds = await loop.run_in_executor(
                 None, _timed_encode, self.encoder, image, pts
             )
+            self._mark(shown, "encode_end")
             if self._metrics is not None:
                 self._metrics.observe("encode_ms", seconds * 1e3)
             if packets:  # x264 with zerolatency emits one packet per frame

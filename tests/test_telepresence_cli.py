@@ -72,6 +72,12 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert session.get("e2e_latency_ms_p95", 0) > 0
     assert session["downlink_kbps"] > 10
     assert report["server_render_ms_mean"] > 0
+    # where the time went, stage by stage, on one clock: the stages add up to the latency
+    stages = session["latency_breakdown"]
+    assert set(stages) == {"uplink", "queue", "render", "track_wait", "encode", "network_decode"}
+    assert all(s["frames"] > 10 and 0 <= s["ms_p50"] <= s["ms_p95"] for s in stages.values())
+    total = sum(s["ms_p50"] for s in stages.values())
+    assert 0.5 * session["e2e_latency_ms_p50"] < total < 1.5 * session["e2e_latency_ms_p50"]
 
 
 def test_bench_runs_its_clients_in_worker_processes() -> None:
@@ -86,6 +92,7 @@ def test_bench_runs_its_clients_in_worker_processes() -> None:
     for session in report["per_session"]:
         assert session["fps_received"] > 15
         assert session.get("e2e_latency_ms_p95", 0) > 0
+        assert session["latency_breakdown"]["render"]["frames"] > 10  # joined across processes
 
 
 def test_serve_refuses_a_bad_avatar_bundle_in_one_line(tmp_path: Path) -> None:
