@@ -205,11 +205,22 @@ async def ice(request: web.Request) -> web.Response:
     )
 
 
+def runner_options(config: ServerConfig) -> dict[str, Any]:
+    """How the HTTP server treats connections (``web.AppRunner(app, **runner_options(c))``):
+    one that has not sent a complete request within ``idle_connection_seconds`` (half-open, a
+    slow header, idle keep-alive) is closed."""
+    return {"keepalive_timeout": config.limits.idle_connection_seconds}
+
+
 async def offer(request: web.Request) -> web.Response:
     app = request.app
     room = request.match_info["room"]
     try:
-        body: Any = await request.json()
+        async with asyncio.timeout(app[CONFIG].limits.request_body_seconds):
+            body: Any = await request.json()
+    except TimeoutError:
+        app[METRICS].inc("errors_total", kind="offer")
+        return _error(408, "the offer body did not arrive in time")
     except (ValueError, RecursionError):  # bad JSON or UTF-8, nested too deep
         app[METRICS].inc("errors_total", kind="offer")
         return _error(400, "offer body is not valid JSON")

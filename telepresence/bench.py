@@ -29,7 +29,7 @@ import numpy as np
 from aiohttp import web
 from aiortc.stats import RTCTransportStats
 
-from telepresence.app import AVATARS, METRICS, TIMELINE, create_app
+from telepresence.app import AVATARS, METRICS, TIMELINE, create_app, runner_options
 from telepresence.config import ServerConfig
 from telepresence.ice import restrict_host_addresses
 from telepresence.probe import FrameProbe
@@ -205,7 +205,7 @@ async def run_bench(
         if during_job is not None:
             config = replace(config, avatar_store=Path(store))
         app = create_app(config)
-        runner = web.AppRunner(app)
+        runner = web.AppRunner(app, **runner_options(config))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

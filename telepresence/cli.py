@@ -26,7 +26,7 @@ from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
 from npga.tracking.sources import SourceError, open_source
-from telepresence.app import AVATARS, create_app
+from telepresence.app import AVATARS, create_app, runner_options
 from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
 from telepresence.config import ServerConfig
@@ -84,7 +84,7 @@ async def _serve(config: ServerConfig, demo_sender: bool) -> None:
         app = create_app(config)
     except (ValueError, RuntimeError) as error:
         raise CliError(str(error)) from None
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, **runner_options(config))
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()

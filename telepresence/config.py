@@ -18,6 +18,8 @@ class Limits:
     max_ctrl_per_second: float = 20.0  # ctrl requests, per participant, token bucket
     max_sdp_bytes: int = 64 * 1024  # an offer's SDP (a browser's with 5 sections: ~10 KB)
     video_seats: int = 4  # avatar video tracks a client may receive at most
+    idle_connection_seconds: float = 15.0  # an HTTP connection without a complete request
+    request_body_seconds: float = 10.0  # an offer's body must arrive within this
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import av
 from aiohttp import BodyPartReader, web
@@ -28,6 +29,7 @@ from telepresence.jobs import NAME_PATTERN, Job, JobLimits, JobRefused, JobRunne
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 CHUNK = 1 << 16
+T = TypeVar("T")
 
 Authorise = Callable[[web.Request, str, str, str | None], web.Response | None]
 AvatarRemoval = Callable[[str], Awaitable[None]]  # stop serving it; JobRefused(409) when in use
@@ -135,7 +137,7 @@ class CreationApi:
         folder = store.folder(job_id)
         video: Path | None = None
         try:
-            while (part := await reader.next()) is not None:
+            while (part := await self._unless_stalled(reader.next())) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise JobRefused(400, "nested multipart bodies are not accepted")
                 if part.name == "video":
@@ -148,7 +150,8 @@ class CreationApi:
                     video = folder / f"upload{suffix}"
                     await self._receive(part, video)
                 elif part.name in ("name", "token"):
-                    fields[part.name] = (await part.read(decode=True)).decode()[:400]
+                    value = await self._unless_stalled(part.read(decode=True))
+                    fields[part.name] = value.decode()[:400]
             if video is None:
                 raise JobRefused(400, "no video in the upload (multipart field 'video')")
             seconds = await asyncio.to_thread(video_seconds, video)
@@ -196,11 +199,22 @@ class CreationApi:
     async def _receive(self, part: BodyPartReader, path: Path) -> None:
         written = 0
         with path.open("wb") as out:
-            while chunk := await part.read_chunk(CHUNK):
+            while chunk := await self._unless_stalled(part.read_chunk(CHUNK)):
                 written += len(chunk)
                 if written > self.limits.max_upload_bytes:
                     raise JobRefused(413, self._too_large())
                 await asyncio.to_thread(out.write, chunk)
+
+    async def _unless_stalled(self, step: Awaitable[T]) -> T:
+        """One read of the upload; JobRefused(408) when the client sends nothing for
+        ``upload_idle_seconds`` (a stalled upload must not hold its connection for ever)."""
+        try:
+            async with asyncio.timeout(self.limits.upload_idle_seconds):
+                return await step
+        except TimeoutError:
+            raise JobRefused(
+                408, f"the upload stalled (nothing for {self.limits.upload_idle_seconds:g} s)"
+            ) from None
 
     def _too_large(self) -> str:
         return f"the upload is larger than {self.limits.max_upload_bytes // 2**20} MiB"

@@ -53,6 +53,7 @@ class JobLimits:
     max_upload_bytes: int = 200 * 2**20
     min_video_seconds: float = 3.0
     max_video_seconds: float = 120.0
+    upload_idle_seconds: float = 30.0  # an upload that sends nothing this long is dropped
     max_jobs_per_owner: int = 2  # queued or running at once
     max_queued: int = 8  # jobs waiting or running in all
     threads: int = 1  # CPU threads a job may use (live rendering keeps the rest)

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from npga.bundle import AvatarBundle
 from npga.model import AvatarConfig, default_camera, synthetic_avatar
-from telepresence.app import create_app
+from telepresence.app import create_app, runner_options
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
 from telepresence.jobs import JobRecipe
@@ -37,8 +37,9 @@ def small_registry(resolution: int = 64) -> AvatarRegistry:
 @asynccontextmanager
 async def running_server(**overrides: object) -> AsyncIterator[TestServer]:
     config = replace(TEST_SERVER_CONFIG, **overrides)  # type: ignore[arg-type]
-    server = TestServer(create_app(config, small_registry(config.resolution)), host="127.0.0.1")
-    await server.start_server()
+    app = create_app(config, small_registry(config.resolution))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(**runner_options(config))
     try:
         yield server
     finally:
