@@ -251,7 +251,8 @@ async def offer(request: web.Request) -> web.Response:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     await app[SCHEDULER].warm_up()  # before the site listens: /healthz answers once renders work
-    tasks = [asyncio.create_task(app[SCHEDULER].run())]
+    await app[PEERS].turn.check()  # an unreachable TURN server would delay every offer ~5 s
+    tasks = [asyncio.create_task(app[SCHEDULER].run()), asyncio.create_task(app[PEERS].turn.run())]
     runner = app.get(JOBS)
     if runner is not None:
         await _serve_created(app, runner)

@@ -29,7 +29,7 @@ from telepresence.rooms import Participant, RoomRegistry
 from telepresence.sctp_guard import limit_message_size
 from telepresence.timeline import FrameTimeline
 from telepresence.tracks import AvatarTrack
-from telepresence.turn import ice_servers_json
+from telepresence.turn import TurnProbe, ice_servers_json
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class PeerManager:
         timeline: FrameTimeline | None = None,
     ) -> None:
         self.timeline = timeline
+        self.turn = TurnProbe(config.turn_urls)  # which TURN servers the peers gather from
         self.config = config
         self.avatars = avatars
         self.rooms = rooms
@@ -195,7 +196,7 @@ class PeerManager:
         config = self.config
         servers = ice_servers_json(
             config.ice_servers,
-            config.turn_urls,
+            self.turn.reachable,
             config.turn_secret,
             f"server-{user}",
             config.turn_ttl_s,

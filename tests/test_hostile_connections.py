@@ -61,7 +61,7 @@ async def test_an_offer_body_that_stops_gets_408() -> None:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(
             b"POST /api/rooms/r/offer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{\"sdp\": \""
+            b'Content-Length: 1000\r\n\r\n{"sdp": "'
         )
         await writer.drain()
         async with asyncio.timeout(5):
@@ -80,8 +80,8 @@ async def test_an_upload_that_stalls_is_refused_and_nothing_stays(tmp_path) -> N
         reader, writer = await asyncio.open_connection(server.host, server.port)
         boundary = b"xyz"
         head = (
-            b"--xyz\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nMe\r\n"
-            b"--xyz\r\nContent-Disposition: form-data; name=\"video\"; filename=\"me.mp4\"\r\n"
+            b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nMe\r\n'
+            b'--xyz\r\nContent-Disposition: form-data; name="video"; filename="me.mp4"\r\n'
             b"Content-Type: video/mp4\r\n\r\n" + b"\x00" * 5000
         )
         writer.write(

@@ -16,8 +16,9 @@ from aiortc import RTCIceServer
 from test_server_media import FrameLog, _stream
 
 from server_fixtures import running_server, url
+from telepresence.app import PEERS
 from telepresence.sender import ClientError, TelepresenceClient
-from telepresence.turn import turn_credentials
+from telepresence.turn import stun_answers, turn_address, turn_credentials
 
 TURN_SECRET = "turn-test-secret"
 
@@ -76,6 +77,7 @@ async def test_media_and_data_flow_through_the_turn_relay(coturn: str) -> None:
             await client.connect()
             await client.wait_channels()
             assert _relay_only_candidates(client.pc.localDescription.sdp)
+            assert server.app is not None and server.app[PEERS].turn.reachable == (coturn,)
             assert client.ice_servers[-1].username.endswith(":r-sender-127.0.0.1")
             await _stream(client, np.ones(16), 1, 1.5)
             stats = client.stats
@@ -114,3 +116,36 @@ def test_credentials_follow_the_turn_rest_scheme() -> None:
     assert username == "1060:alice"
     expected = base64.b64encode(hmac.new(b"s", b"1060:alice", hashlib.sha1).digest()).decode()
     assert password == expected
+
+
+@pytest.mark.asyncio
+async def test_the_turn_probe_tells_a_live_server_from_a_dead_one(coturn: str) -> None:
+    assert await stun_answers(coturn)
+    dead = f"turn:127.0.0.1:{_free_port()}?transport=udp"
+    assert not await stun_answers(dead)
+    assert not await stun_answers("turn:127.0.0.1:9?transport=tcp")
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_an_unreachable_turn_server_does_not_delay_offers() -> None:
+    """aioice waits ~5 s for a TURN server that does not answer, on every offer: the server's
+    own peers skip it (clients are still told about it)."""
+    dead = f"turn:127.0.0.1:{_free_port()}?transport=udp"
+    async with running_server(turn_urls=(dead,), turn_secret=TURN_SECRET) as server:
+        assert server.app is not None and server.app[PEERS].turn.reachable == ()
+        client = TelepresenceClient(url(server), "r", "viewer", seats=1)
+        try:
+            started = time.monotonic()
+            await client.connect()
+            answered = time.monotonic() - started
+        finally:
+            await client.close()
+    print(f"offer answered in {answered:.2f} s with the TURN server down (5.2 s before)")
+
+
+def test_turn_urls_name_their_host_port_and_transport() -> None:
+    assert turn_address("turn:relay.example:3479?transport=tcp") == ("relay.example", 3479, "tcp")
+    assert turn_address("turn:10.0.0.1") == ("10.0.0.1", 3478, "udp")
+    assert turn_address("turns:relay.example") == ("relay.example", 5349, "tcp")
+    assert turn_address("turn:[::1]:3478?transport=udp") == ("::1", 3478, "udp")
