@@ -36,9 +36,8 @@ def _run(tmp_path: Path, sequences: list[list[list[list[float]] | None]]) -> lis
     training = rng.normal(0, 0.02, (20, template.points.shape[0], 3))
     basis = ExpressionBasis.fit(training, 4, template).to_json()
     source, out = tmp_path / "coverage_in.json", tmp_path / "coverage_out.json"
-    source.write_text(
-        json.dumps({"basis": basis, "calibration_frames": CALIBRATION, "sequences": sequences})
-    )
+    spec = {"basis": basis, "calibration_frames": CALIBRATION, "fps": 5, "sequences": sequences}
+    source.write_text(json.dumps(spec))
     assert NODE is not None
     subprocess.run(
         [NODE, str(WEB_CLIENT / "test" / "run_coverage.mjs"), str(source), str(out)],
@@ -116,6 +115,8 @@ def test_each_expression_counts_and_a_still_face_counts_none(tmp_path: Path) -> 
     brows = {105: (0, -0.08), 334: (0, -0.08), 66: (0, -0.08), 296: (0, -0.08)}
     blink = {159: (0, 0.07), 386: (0, 0.07), 145: (0, -0.02), 374: (0, -0.02)}  # lids shut
     talk = [_face({14: (0, 0.08)}) if k % 2 else _face() for k in range(8)]
+    gap = [_face() for _ in range(25)]  # 5 s at the page's 5 checks a second
+    slow_talk = [*talk[:2], *gap, *talk[:2], *gap, *talk[:2], _face()]  # 3 cycles over 10 s
     results = _run(
         tmp_path,
         [
@@ -126,6 +127,7 @@ def test_each_expression_counts_and_a_still_face_counts_none(tmp_path: Path) -> 
             [*still, _face(blink)],
             still + talk,
             still[:-1],  # not enough frames for the neutral
+            still + slow_talk,  # a mouth opened now and then is not talking
         ],
     )
     seen = [_seen(r) for r in results]
@@ -136,4 +138,5 @@ def test_each_expression_counts_and_a_still_face_counts_none(tmp_path: Path) -> 
     assert seen[4] == {"neutral", "blink"}
     assert seen[5] == {"neutral", "talk"}
     assert seen[6] == set()
+    assert seen[7] == {"neutral"}
     assert results[0]["summary"]["turns"] == 0 and results[0]["summary"]["expressions"] == 1

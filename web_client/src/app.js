@@ -103,19 +103,23 @@ async function init() {
   if (params.get("autojoin") === "1") join();
 }
 
-// A new avatar is served: it joins the menu; a sender switches to it at once, anyone else when
-// they press "Appear as …" (`appear`).
+// A new avatar is served: it joins the menu; a sender switches to it at once (returns true),
+// anyone else when they press "Appear as …" (`appear`).
 async function avatarReady(avatarId, name, appear) {
   await loadAvatars();
   $("avatar").value = avatarId;
   if (sender && session?.role === "sender") {
-    if (session.avatar === avatarId) return;
-    await sender.switchAvatar(avatarId).catch((error) => showError(error.message));
-    showDriving(session.avatar);
-  } else if (appear) {
+    if (session.avatar !== avatarId) {
+      await sender.switchAvatar(avatarId).catch((error) => showError(error.message));
+      showDriving(session.avatar);
+    }
+    return true;
+  }
+  if (appear) {
     document.querySelector('input[name="mode"][value="sender"]').checked = true;
     await join();
   }
+  return false;
 }
 
 function wireCreation() {

@@ -22,10 +22,12 @@ const BROWS_OVER_EYES = [[105, [33, 133]], [334, [362, 263]]];
 const MOUTH_OPEN = 0.12;
 const TALK_OPEN = 0.05;
 const TALK_CLOSED = 0.02;
-const TALK_CYCLES = 3;
+const TALK_CYCLES = 3; // open-close cycles within TALK_SECONDS
+const TALK_SECONDS = 4;
 const SMILE_WIDTH = 1.08;
 const BROWS_UP = 0.035;
 const BLINK_OPEN = 0.45;
+const BLINK_FRONTAL_DEGREES = 8; // looking down narrows the eyes too: blinks count facing ahead
 
 const distance = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
 const midpoint = (a, b) => [0, 1, 2].map((k) => 0.5 * (a[k] + b[k]));
@@ -53,6 +55,17 @@ export function turnDegrees(rotation, neutral) {
   return { yaw: Math.atan2(-x, z) * degrees, pitch: Math.asin(Math.max(-1, Math.min(1, y))) * degrees };
 }
 
+// The mean of rotations [N][3][3] (close to each other), made orthonormal again (Gram-Schmidt).
+function meanRotation(rotations) {
+  const sum = [0, 1, 2].map((i) => [0, 1, 2].map((j) => mean(rotations.map((r) => r[i][j]))));
+  const normal = (v) => v.map((x) => x / Math.hypot(...v));
+  const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+  const x = normal(sum[0]);
+  const y = normal(sum[1].map((v, k) => v - dot(sum[1], x) * x[k]));
+  const z = [x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]];
+  return [x, y, z];
+}
+
 export class Coverage {
   // `template`: the expression basis's FaceTemplate ({points [L][3], weights [L]}).
   constructor(template, calibrationFrames = 10) {
@@ -62,18 +75,20 @@ export class Coverage {
     this.turns = new Set();
     this.expressions = new Set();
     this.talkOpen = false;
-    this.talkCycles = 0;
+    this.talkCycles = []; // when each open-close cycle of the mouth ended (seconds)
+    this.rotations = []; // the calibration frames' head rotations
     this.last = null;
   }
 
-  // One frame's landmarks `points` [L][3] (pixels): what it adds. Returns the head's turn
-  // ({yaw, pitch} degrees) once the neutral is known, else null.
-  add(points) {
+  // One frame's landmarks `points` [L][3] (pixels) at `timestamp` (seconds): what it adds.
+  // Returns the head's turn ({yaw, pitch} degrees) once the neutral is known, else null.
+  add(points, timestamp) {
     const { pose, canonical } = canonicalize(points, this.template);
     if (this.neutral === null) {
+      this.rotations.push(pose.rotation);
       const neutral = this.calibrator.add(canonical);
       if (neutral === null) return null;
-      this.neutral = { rotation: pose.rotation, measures: measures(neutral) };
+      this.neutral = { rotation: meanRotation(this.rotations), measures: measures(neutral) };
       this.expressions.add("neutral");
     }
     const turn = turnDegrees(pose.rotation, this.neutral.rotation);
@@ -87,12 +102,13 @@ export class Coverage {
     if (opened >= MOUTH_OPEN) this.expressions.add("mouth open");
     if (now.width >= SMILE_WIDTH * rest.width) this.expressions.add("smile");
     if (now.brows - rest.brows >= BROWS_UP) this.expressions.add("brows raised");
-    if (now.eyes <= BLINK_OPEN * rest.eyes) this.expressions.add("blink");
+    const frontal = Math.abs(turn.pitch) < BLINK_FRONTAL_DEGREES && Math.abs(turn.yaw) < 2 * BLINK_FRONTAL_DEGREES;
+    if (frontal && now.eyes <= BLINK_OPEN * rest.eyes) this.expressions.add("blink");
     if (!this.talkOpen && opened >= TALK_OPEN) this.talkOpen = true;
     if (this.talkOpen && opened <= TALK_CLOSED) {
       this.talkOpen = false;
-      this.talkCycles++;
-      if (this.talkCycles >= TALK_CYCLES) this.expressions.add("talk");
+      this.talkCycles = [...this.talkCycles, timestamp].filter((t) => timestamp - t <= TALK_SECONDS);
+      if (this.talkCycles.length >= TALK_CYCLES) this.expressions.add("talk");
     }
     this.last = turn;
     return turn;

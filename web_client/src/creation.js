@@ -42,11 +42,10 @@ export class AvatarCreator {
     this.lock = new FaceLock();
     this.coverage = null;
     this.recorder = null;
-    this.chunks = [];
     this.clip = null; // { blob, seconds, url }
     this.checkTimer = null;
     this.checking = false;
-    this.faceSeen = false;
+    this.opening = 0; // counts open() and close() calls: a stale open() stops what it started
     this.promptTimer = null;
     this.jobId = null;
     this.pollTimer = null;
@@ -56,38 +55,54 @@ export class AvatarCreator {
 
   // ---------------------------------------------------------------- the panel
 
+  // Shows the panel; starts the camera and its checks unless something is under way already
+  // (a recording, a review, an upload, a job followed, or a finished job's result).
   async open() {
     $("create").hidden = false;
+    if (this.state.phase !== "closed") return;
     $("create-error").hidden = true;
-    if (this.jobId) return; // a job is being followed: its view stays
+    $("create-start").disabled = true; // until a face is seen
     this.show("setup");
+    const attempt = ++this.opening;
+    const stale = () => attempt !== this.opening;
     try {
       requireWebGL2("Checking the recording");
       this.template ??= await templateFor();
+      if (stale()) return;
       await this.openCamera();
+      if (stale()) return this.stopCamera();
       await this.faceMesh.start();
+      if (stale()) return this.stopCamera();
     } catch (error) {
-      this.fail(error?.message ?? String(error));
+      if (!stale()) {
+        this.stopCamera();
+        this.show("closed"); // the header button tries again
+        this.fail(error?.message ?? String(error));
+      }
       return;
     }
-    clearInterval(this.checkTimer);
-    this.checkTimer = setInterval(() => this.check(), CHECK_MS);
+    this.startChecks();
   }
 
+  // Hides the panel: a recording or a clip under review is given up; a job goes on.
   close() {
+    this.opening++;
+    $("create").hidden = true;
+    if (["job", "uploading", "finished"].includes(this.state.phase)) return;
     this.stopRecording(false);
     this.stopCamera();
-    $("create").hidden = true;
-    if (!this.jobId) this.show("closed");
+    this.show("closed");
   }
 
   show(phase) {
     this.state.phase = phase;
     $("create-record").hidden = !["setup", "recording"].includes(phase);
     $("create-review").hidden = phase !== "review";
-    $("create-job").hidden = !["uploading", "job"].includes(phase);
+    $("create-job").hidden = !["uploading", "job", "finished"].includes(phase);
     $("create-start").hidden = phase !== "setup";
     $("create-stop").hidden = phase !== "recording";
+    const next = { setup: "create-start", recording: "create-stop", review: "create-upload" }[phase];
+    if (next && document.activeElement?.closest("#create")) $(next).focus(); // focus stays in the panel
   }
 
   fail(message) {
@@ -113,7 +128,8 @@ export class AvatarCreator {
     if (this.stream) return;
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({
-        video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+        // 4:3 like the sender's camera: they share one Face Mesh, which tracks from frame to frame
+        video: { width: { ideal: 1280 }, height: { ideal: 960 }, frameRate: { ideal: 30 } },
         audio: false,
       });
     } catch (error) {
@@ -121,6 +137,11 @@ export class AvatarCreator {
     }
     this.video.srcObject = this.stream;
     await this.video.play().catch(() => undefined);
+  }
+
+  startChecks() {
+    clearInterval(this.checkTimer);
+    this.checkTimer = setInterval(() => this.check(), CHECK_MS);
   }
 
   stopCamera() {
@@ -135,7 +156,8 @@ export class AvatarCreator {
     if (this.checking || !this.stream || this.video.readyState < 2) return;
     this.checking = true;
     try {
-      const faces = await this.faceMesh.detect(this.video);
+      const { faces } = await this.faceMesh.detect(this.video);
+      if (!this.stream) return; // closed meanwhile
       const width = this.video.videoWidth;
       const height = this.video.videoHeight;
       const followed = this.lock.select(
@@ -146,11 +168,8 @@ export class AvatarCreator {
       );
       const points = followed?.points ?? null;
       this.showCheck(points ? this.lighting(points) : { ok: false, text: "No face in view: sit in front of the camera." });
-      if (points) {
-        this.faceSeen = true;
-        $("create-start").disabled = false;
-      }
-      if (points && this.recorder) this.coverage.add(points);
+      if (points) $("create-start").disabled = false;
+      if (points && this.recorder) this.coverage.add(points, performance.now() / 1000);
       if (this.recorder) this.showCoverage();
     } catch (error) {
       this.fail(`Face Mesh failed: ${error?.message ?? error}`);
@@ -167,7 +186,7 @@ export class AvatarCreator {
     const ys = points.map((p) => p[1]);
     const box = { x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys), y1: Math.max(...ys) };
     if (box.x1 - box.x0 < SMALL_FACE * width) {
-      return { ok: false, text: "Come closer: your face should fill about a third of the picture." };
+      return { ok: false, text: "Come closer: your face is small in the picture." };
     }
     if (box.x0 < 2 || box.y0 < 2 || box.x1 > width - 2 || box.y1 > height - 2) {
       return { ok: false, text: "Move back a little: your whole head should be in the picture." };
@@ -199,24 +218,35 @@ export class AvatarCreator {
   // ---------------------------------------------------------------- recording
 
   startRecording() {
+    if (this.recorder || !this.stream) return;
     const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
     if (!mimeType) {
       this.fail("This browser cannot record video (MediaRecorder supports neither webm nor mp4).");
       return;
     }
+    $("create-error").hidden = true;
     this.coverage = new Coverage(this.template);
-    this.chunks = [];
-    this.recorder = new MediaRecorder(this.stream, { mimeType, videoBitsPerSecond: 2_500_000 });
-    this.recorder.ondataavailable = (event) => {
-      if (event.data.size) this.chunks.push(event.data);
+    const chunks = [];
+    const recorder = new MediaRecorder(this.stream, { mimeType, videoBitsPerSecond: 2_500_000 });
+    this.recorder = recorder;
+    recorder.ondataavailable = (event) => {
+      if (event.data.size) chunks.push(event.data);
     };
-    this.recorder.onstop = () => this.recorded(mimeType);
+    recorder.onstop = () => {
+      if (this.recorder === recorder) {
+        this.interrupted(); // nobody asked: the camera went away
+      } else if (recorder.keep) {
+        this.recorded(new Blob(chunks, { type: mimeType.split(";")[0] }), recorder.seconds);
+      }
+    };
+    recorder.onerror = () => this.interrupted();
     this.startedAt = performance.now();
-    this.recorder.start(1000);
+    recorder.start(1000);
     this.show("recording");
     this.showCoverage();
     const limit = Math.min(SCRIPT_SECONDS, (config.avatar_creation?.max_video_seconds ?? SCRIPT_SECONDS) - 1);
-    const minimum = config.avatar_creation?.min_video_seconds ?? 3;
+    // a recorded webm comes out a little shorter than the wall clock: one second of margin
+    const minimum = (config.avatar_creation?.min_video_seconds ?? 3) + 1;
     $("create-stop").disabled = true;
     this.promptTimer = setInterval(() => {
       const seconds = (performance.now() - this.startedAt) / 1000;
@@ -244,16 +274,27 @@ export class AvatarCreator {
     const recorder = this.recorder;
     if (!recorder) return;
     this.recorder = null;
-    this.keep = keep;
-    this.recordedSeconds = (performance.now() - this.startedAt) / 1000;
+    recorder.keep = keep;
+    recorder.seconds = (performance.now() - this.startedAt) / 1000;
     if (recorder.state !== "inactive") recorder.stop();
   }
 
-  recorded(mimeType) {
-    if (!this.keep) return;
-    const blob = new Blob(this.chunks, { type: mimeType.split(";")[0] });
+  // The recorder stopped by itself (camera unplugged, permission taken back).
+  interrupted() {
+    clearInterval(this.promptTimer);
+    this.promptTimer = null;
+    this.recorder = null;
+    this.stopCamera();
+    this.show("closed");
+    this.open(); // its synchronous start clears the error box: say it after
+    this.fail("The recording stopped: the camera went away. Check it and record again.");
+  }
+
+  recorded(blob, seconds) {
+    clearInterval(this.checkTimer); // no live checks while the clip is reviewed
+    this.checkTimer = null;
     if (this.clip) URL.revokeObjectURL(this.clip.url);
-    this.clip = { blob, seconds: this.recordedSeconds, url: URL.createObjectURL(blob) };
+    this.clip = { blob, seconds, url: URL.createObjectURL(blob) };
     $("create-clip").src = this.clip.url;
     const summary = this.coverage.summary();
     this.state.coverage = summary;
@@ -294,6 +335,8 @@ export class AvatarCreator {
     try {
       const { job } = await api("/api/avatars", { method: "POST", body: form });
       this.stopCamera();
+      URL.revokeObjectURL(this.clip.url);
+      this.clip = null;
       this.follow(job.id);
     } catch (error) {
       this.show("review");
@@ -306,13 +349,19 @@ export class AvatarCreator {
     localStorage.setItem(JOB_KEY, jobId);
     this.show("job");
     $("create-cancel").hidden = false;
+    clearTimeout(this.pollTimer);
     const poll = async () => {
+      if (this.jobId !== jobId) return; // another job is followed now
       try {
         const { job } = await api(`/api/jobs/${encodeURIComponent(jobId)}`);
+        if (this.jobId !== jobId) return;
         this.showJob(job);
         if (["done", "failed", "cancelled"].includes(job.state)) return this.finished(job);
       } catch (error) {
-        if (error.status === 404) return this.finished(null);
+        if (error.status === 404) {
+          $("create-stage").textContent = "The server no longer knows this job.";
+          return this.finished(null);
+        }
         $("create-eta").textContent = `${error.message} (retrying)`;
       }
       this.pollTimer = setTimeout(poll, POLL_MS);
@@ -344,21 +393,24 @@ export class AvatarCreator {
     $("create-open").textContent = job.state === "running" || job.state === "queued" ? `Creating… ${percent} %` : "Create my avatar";
   }
 
+  // The job's result stays in the panel (also when it ended while closed) until Record again.
   async finished(job) {
     this.jobId = null;
     localStorage.removeItem(JOB_KEY);
+    this.show("finished");
     $("create-cancel").hidden = true;
     $("create-open").textContent = "Create my avatar";
-    if (job?.state === "done") {
+    $("create-again-after").hidden = false;
+    if (job?.state !== "done") return;
+    const switched = await this.onReady(job.avatar_id, job.name, false);
+    if (!switched) {
       $("create-use").textContent = `Appear as ${job.name}`;
       $("create-use").hidden = false;
       $("create-use").onclick = async () => {
+        $("create-use").hidden = true;
         this.close();
         await this.onReady(job.avatar_id, job.name, true);
       };
-      await this.onReady(job.avatar_id, job.name, false);
-    } else {
-      $("create-again-after").hidden = false;
     }
   }
 
@@ -386,6 +438,12 @@ export class AvatarCreator {
     this.jobId = null;
     $("create-again-after").hidden = true;
     $("create-use").hidden = true;
+    if (this.state.phase === "review") {
+      this.show("setup");
+      this.startChecks(); // the camera is still open
+      return;
+    }
+    this.show("closed");
     await this.open();
   }
 }

@@ -53,17 +53,22 @@ export class FaceMeshRunner {
     this.faceMesh = faceMesh;
   }
 
-  // The faces in the current picture of `video`: [F][478][3] pixels, turned into pixels exactly
-  // as FaceMeshTracker does (x·W, y·H, z·W). Waits for any call before it.
+  // The faces in the current picture of `video` once the calls before it are done:
+  // { faces: [F][478][3] pixels (x·W, y·H, z·W, as FaceMeshTracker), sentAt: when this picture
+  // was taken (performance.now() ms), ms: Face Mesh's own time for it }. No faces when the
+  // video has no picture (stopped meanwhile).
   detect(video) {
     const run = this.queue.then(async () => {
+      const sentAt = performance.now();
+      if (video.readyState < 2) return { faces: [], sentAt, ms: 0 };
       this.results = null;
       await this.faceMesh.send({ image: video });
       const width = video.videoWidth;
       const height = video.videoHeight;
-      return (this.results?.multiFaceLandmarks ?? []).map((landmarks) =>
+      const faces = (this.results?.multiFaceLandmarks ?? []).map((landmarks) =>
         landmarks.map((p) => [p.x * width, p.y * height, p.z * width]),
       );
+      return { faces, sentAt, ms: performance.now() - sentAt };
     });
     this.queue = run.catch(() => undefined);
     return run;

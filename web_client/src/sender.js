@@ -125,18 +125,15 @@ export class Sender {
   async tick() {
     if (this.busy || !this.running || !this.checkCamera(performance.now()) || this.video.readyState < 2) return;
     this.busy = true;
-    const started = performance.now();
     try {
-      const captureTime = (performance.timeOrigin + started) / 1000;
-      const faces = await this.faceMesh.detect(this.video);
+      const { faces, sentAt, ms } = await this.faceMesh.detect(this.video);
       if (!this.running) return; // stopped meanwhile
-      this.onFaces(faces, captureTime);
-      const ms = performance.now() - started;
+      this.onFaces(faces, (performance.timeOrigin + sentAt) / 1000);
       // The first call also starts the graph: leave it out of the running mean.
       if (this.warm) status.faceMeshMs = status.faceMeshMs == null ? ms : 0.9 * status.faceMeshMs + 0.1 * ms;
       this.warm = true;
     } catch (error) {
-      showError(`Face Mesh failed: ${error?.message ?? error}`);
+      if (this.running) showError(`Face Mesh failed: ${error?.message ?? error}`);
     } finally {
       this.busy = false;
     }

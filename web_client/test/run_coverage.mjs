@@ -1,5 +1,5 @@
 // Runs the recording checks (src/coverage.js) on landmark sequences written by
-// tests/test_js_coverage.py and writes what they measured.
+// tests/test_js_coverage.py (at `fps` frames a second) and writes what they measured.
 // Usage: node test/run_coverage.mjs INPUT.json OUT.json
 import { readFileSync, writeFileSync } from "node:fs";
 
@@ -11,7 +11,7 @@ const input = JSON.parse(readFileSync(inputPath, "utf8"));
 const template = new ExpressionBasis(input.basis).template;
 const results = input.sequences.map((frames) => {
   const coverage = new Coverage(template, input.calibration_frames);
-  const turns = frames.map((points) => coverage.add(points));
+  const turns = frames.map((points, k) => coverage.add(points, k / input.fps));
   return { turns, summary: coverage.summary() };
 });
 writeFileSync(outPath, JSON.stringify(results));
