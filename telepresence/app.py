@@ -31,6 +31,7 @@ from telepresence.peers import (
     OfferRequest,
     PeerManager,
 )
+from telepresence.refusals import RefusalLog
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
 from telepresence.timeline import FrameTimeline
@@ -301,7 +302,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     avatars = avatars or AvatarRegistry.load(
         config.avatar_dirs, resolve_device(config.device), config.resolution
     )
-    app = web.Application(client_max_size=MAX_OFFER_BYTES)
+    app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[RefusalLog().middleware])
     metrics_registry = Metrics()
     rooms = RoomRegistry(config.limits)
     app[CONFIG] = config

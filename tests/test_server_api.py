@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -253,3 +254,26 @@ async def test_hostile_requests_get_4xx_never_500() -> None:
             assert "error" in await response.json(content_type=None)
     finally:
         await client.close()
+
+
+@pytest.mark.asyncio
+async def test_refusals_are_logged_one_line_each_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await _client()
+    try:
+        with caplog.at_level(logging.INFO, logger="telepresence.refused"):
+            for _ in range(40):  # a burst far over 5 lines a second
+                response = await client.post(
+                    "/api/rooms/r/offer", data=b"[1]", headers={"Content-Type": "application/json"}
+                )
+                assert response.status == 400
+            await asyncio.sleep(1.0)
+            assert (await client.get("/static/nosuchfile.js")).status == 404
+    finally:
+        await client.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "telepresence.refused"]
+    assert 3 <= len(lines) <= 12, lines  # the burst is limited...
+    assert lines[0].startswith("refused POST /api/rooms/r/offer from 127.0.0.1: 400 offer must be")
+    assert "more not logged" in lines[-1] and "404" in lines[-1]  # ...and says what it left out
+    assert not [r for r in caplog.records if r.exc_info]  # no tracebacks

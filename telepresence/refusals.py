@@ -1,0 +1,61 @@
+"""One log line per refused HTTP request (a 4xx), rate-limited, never a traceback.
+
+An operator sees who was refused and why; a client that floods the server with bad requests
+costs at most ``LINES_PER_SECOND`` lines a second, and the lines it did not get are counted in
+the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from telepresence.rooms import TokenBucket
+
+log = logging.getLogger("telepresence.refused")
+LINES_PER_SECOND = 5.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RefusalLog:
+    """The aiohttp middleware that logs refusals (one per app: it holds the rate limit)."""
+
+    def __init__(self, lines_per_second: float = LINES_PER_SECOND) -> None:
+        self.bucket = TokenBucket(lines_per_second)
+        self.unlogged = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:  # aiohttp's own refusals (404, 405, 413 ...)
+            if 400 <= error.status < 500:
+                self.refused(request, error.status, error.reason)
+            raise
+        if 400 <= response.status < 500:
+            self.refused(request, response.status, _error_text(response))
+        return response
+
+    def refused(self, request: web.Request, status: int, why: str) -> None:
+        if not self.bucket.take():
+            self.unlogged += 1
+            return
+        more = f" (+{self.unlogged} more not logged)" if self.unlogged else ""
+        self.unlogged = 0
+        path = request.path if len(request.path) <= 120 else request.path[:120] + "…"
+        log.info("refused %s %s from %s: %d %s%s", request.method, path, request.remote,
+                 status, why[:200], more)  # fmt: skip
+
+
+def _error_text(response: web.StreamResponse) -> str:
+    text = getattr(response, "text", None)
+    if not isinstance(text, str):
+        return response.reason or ""
+    try:
+        return str(json.loads(text).get("error", ""))
+    except (ValueError, AttributeError):
+        return text[:200]
