@@ -271,6 +271,11 @@ class JobRunner:
     async def _interrupt(self, process: asyncio.subprocess.Process) -> None:
         """Ctrl-C for the job (npga create checkpoints its training and exits), then a kill if
         it has not stopped within ``STOP_SECONDS``."""
+        # Out of the idle class first where allowed (root, or a permissive RLIMIT_NICE): a job
+        # that only gets idle CPU time could miss STOP_SECONDS on a busy machine and lose
+        # the training since its last checkpoint.
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(process.pid, os.SCHED_OTHER, os.sched_param(0))
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
         try:
