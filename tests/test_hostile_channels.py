@@ -14,8 +14,9 @@ import time
 import aiohttp
 import numpy as np
 import pytest
+from test_server_media import frame
 
-from npga.codes import ExpressionFrame, encode_frame
+from npga.codes import encode_frame
 from server_fixtures import running_server, url
 from telepresence.app import METRICS, PEERS
 from telepresence.sctp_guard import advertised_max_message_size
@@ -30,12 +31,7 @@ async def _until(predicate, timeout: float = 20.0) -> None:
 
 
 def _frame(seq: int) -> bytes:
-    return encode_frame(
-        ExpressionFrame(
-            seq=seq, timestamp=time.time(), rotation_wxyz=np.array([1.0, 0, 0, 0]),
-            translation=np.zeros(3), gaze=np.zeros(4), code=np.ones(16) * np.sin(seq / 5),
-        )
-    )  # fmt: skip
+    return encode_frame(frame(seq, np.ones(16) * np.sin(seq / 5)))
 
 
 def _hostile(client: TelepresenceClient) -> None:
