@@ -1,4 +1,5 @@
-"""``npga bench render``: time deformation and rasterisation of a synthetic avatar."""
+"""``npga bench render``: time deformation and rasterisation of a synthetic avatar;
+``npga bench detail``: the same avatar at lower levels of detail, against its full images."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from npga.bundle import AvatarBundle
+from npga.framing import frontal_camera
+from npga.inference import AvatarDriver
 from npga.model import AvatarConfig, HeadPose, default_camera, synthetic_avatar
 from npga.recording import synthetic_recording
 from npga.render import Backend, render
@@ -107,3 +111,58 @@ def bench_render(config: RenderBenchConfig, backend: Backend = "auto") -> dict[s
         report["naive"] = naive
         report["speedup_vs_naive"] = round(naive["ms_p50"] / report["ms_p50"], 2)
     return report
+
+
+def bench_detail(
+    bundle: AvatarBundle, fractions: list[float], resolution: int, frames: int
+) -> dict[str, Any]:
+    """``npga bench detail``: render time and image difference against the full avatar for each
+    level of detail (npga/detail.py), on views and expressions the scoring did not use."""
+    driver = AvatarDriver(bundle)
+    dim = driver.expression_dim
+    recording = synthetic_recording(dim, seconds=frames / 30 + 1, seed=7)
+    codes = recording.codes[:frames]
+    yaws = np.linspace(-30.0, 30.0, frames)
+    cameras = [frontal_camera(driver.head, resolution, yaw_degrees=float(y)) for y in yaws]
+    identity = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    zeros, stamp = np.zeros((1, 3), dtype=np.float32), np.zeros(1)
+
+    def images(of: AvatarDriver) -> tuple[np.ndarray, list[float]]:
+        shown, times = [], []
+        for i in range(-2, frames):  # two untimed warm-up frames
+            k = max(i, 0)
+            began = time.perf_counter()
+            image = of.render(codes[k : k + 1], identity, zeros, stamp, cameras[k])[0]
+            if i >= 0:
+                times.append(time.perf_counter() - began)
+                shown.append(image)
+        return np.stack(shown), times
+
+    full, full_times = images(driver)
+    rows = []
+    for fraction in fractions:
+        built = time.perf_counter()
+        reduced = AvatarDriver(bundle, detail=fraction) if fraction < 1 else driver
+        build_s = time.perf_counter() - built
+        shown, times = (full, full_times) if fraction >= 1 else images(reduced)
+        error = np.mean((shown.astype(np.float64) - full) ** 2)
+        rows.append(
+            {
+                "detail": fraction,
+                "gaussians": reduced.avatar.num_gaussians,
+                "build_s": round(build_s, 2),
+                **_percentiles(times),
+                "psnr_vs_full_db": round(float(10 * np.log10(255.0**2 / error)), 2)
+                if error > 0
+                else None,
+            }
+        )
+    return {
+        "benchmark": "detail",
+        "resolution": resolution,
+        "frames": frames,
+        "views": "frontal, yaw -30..+30 degrees",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "levels": rows,
+    }

@@ -15,13 +15,14 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from npga.bench import RenderBenchConfig, bench_render
+from npga.bench import RenderBenchConfig, bench_detail, bench_render
 from npga.bundle import AvatarBundle, save_bundle
 from npga.cameras import Cameras
 from npga.cli_args import (
     CliError,
     check_output_file,
     device_arg,
+    fractions_arg,
     load_avatar,
     positive_float,
     positive_int,
@@ -205,6 +206,12 @@ def cmd_track(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench_detail(args: argparse.Namespace) -> None:
+    bundle = load_avatar(args.avatar, torch.device("cpu"))
+    report = bench_detail(bundle, args.fractions, args.resolution, args.frames)
+    print(json.dumps(report) if args.json else report)
+
+
 def cmd_bench_track(args: argparse.Namespace) -> None:
     from npga.tracking.bench import bench_track
 
@@ -280,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--compare-naive", action="store_true", help="also time the naive baseline")
     br.add_argument("--json", action="store_true", help="print one JSON object")
     br.set_defaults(run=cmd_bench_render)
+
+    bd = bench_commands.add_parser(
+        "detail", help="render time and image difference at lower levels of detail"
+    )
+    bd.add_argument("avatar", type=Path, help="avatar bundle folder")
+    bd.add_argument(
+        "--fractions",
+        type=fractions_arg,
+        default=[1.0, 0.5, 0.35, 0.25],
+        help="fractions of the Gaussians kept, comma-separated",
+    )
+    bd.add_argument("--resolution", type=positive_int, default=256, help="image size")
+    bd.add_argument("--frames", type=positive_int, default=24, help="timed frames per level")
+    bd.add_argument("--json", action="store_true", help="print one JSON object")
+    bd.set_defaults(run=cmd_bench_detail)
 
     bt = bench_commands.add_parser("track", help="Face Mesh + pose + encoding frames per second")
     bt.add_argument("--frames", type=positive_int, default=300, help="timed frames")

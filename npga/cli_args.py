@@ -66,6 +66,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def detail_arg(text: str) -> float:
+    """A level of detail: the fraction of an avatar's Gaussians rendered, within (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction within (0, 1], got {text}")
+    return value
+
+
+def fractions_arg(text: str) -> list[float]:
+    """Comma-separated levels of detail, e.g. ``1,0.5,0.35``."""
+    return [detail_arg(part) for part in text.split(",") if part.strip()] or [1.0]
+
+
 def device_arg(text: str) -> torch.device:
     try:
         return resolve_device(text)

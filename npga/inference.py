@@ -17,6 +17,7 @@ import torch
 from npga.bundle import AvatarBundle
 from npga.cameras import Cameras
 from npga.codes import ExpressionFrame
+from npga.detail import reduced_detail
 from npga.framing import Framer, HeadFrame
 from npga.model import HeadPose
 from npga.tracking import topology
@@ -27,9 +28,11 @@ IDENTITY_WXYZ = (1.0, 0.0, 0.0, 0.0)
 class AvatarDriver:
     """A loaded avatar ready to render driven frames (its inference cache built once)."""
 
-    def __init__(self, bundle: AvatarBundle) -> None:
-        self.avatar = bundle.avatar
-        self.head = HeadFrame.of_avatar(self.avatar)
+    def __init__(self, bundle: AvatarBundle, detail: float = 1.0) -> None:
+        """``detail``: the fraction of the Gaussians rendered, those that show most
+        (npga/detail.py; 1: all)."""
+        self.head = HeadFrame.of_avatar(bundle.avatar)  # of the full avatar: the same framing
+        self.avatar = reduced_detail(bundle.avatar, self.head, detail)
         self.cache = self.avatar.inference_cache()
         template = self.avatar.prior.template.detach().cpu().numpy()
         self.face_unit_metres = float(topology.eye_corner_distance(template))

@@ -34,6 +34,7 @@ from telepresence.peers import (
 from telepresence.refusals import RefusalLog
 from telepresence.rooms import JoinRefused, RoomRegistry
 from telepresence.scheduler import RenderScheduler
+from telepresence.streams import StreamHub
 from telepresence.timeline import FrameTimeline
 from telepresence.turn import ice_servers_json
 
@@ -45,6 +46,7 @@ ROOMS = web.AppKey("rooms", RoomRegistry)
 METRICS = web.AppKey("metrics", Metrics)
 PEERS = web.AppKey("peers", PeerManager)
 SCHEDULER = web.AppKey("scheduler", RenderScheduler)
+STREAMS = web.AppKey("streams", StreamHub)
 JOBS = web.AppKey("jobs", JobRunner)
 TIMELINE = web.AppKey("timeline", FrameTimeline)  # only with stamp_frames
 
@@ -265,6 +267,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await app[STREAMS].close_all()
 
 
 async def _serve_created(app: web.Application, runner: JobRunner) -> None:
@@ -300,7 +303,7 @@ def _creation_api(app: web.Application, config: ServerConfig) -> CreationApi:
 def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> web.Application:
     """The server. ``avatars`` may be given (tests); else they are loaded from the config."""
     avatars = avatars or AvatarRegistry.load(
-        config.avatar_dirs, resolve_device(config.device), config.resolution
+        config.avatar_dirs, resolve_device(config.device), config.resolution, config.render_detail
     )
     app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[RefusalLog().middleware])
     metrics_registry = Metrics()
@@ -313,10 +316,12 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     timeline = FrameTimeline() if config.stamp_frames else None
     if timeline is not None:
         app[TIMELINE] = timeline
-    app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry, timeline)
+    streams = StreamHub(config.resolution, config.fps, metrics_registry, timeline)
+    app[STREAMS] = streams
     app[SCHEDULER] = RenderScheduler(
         avatars, rooms, metrics_registry, config.fps, config.stamp_frames, timeline
     )
+    app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry, streams, app[SCHEDULER])
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,15 @@ class LoadedAvatar:
     driver: AvatarDriver  # renders its expression frames (npga's one inference path)
     camera: Cameras  # frontal on its head, at the server's resolution
     encoder_json: str  # ExpressionBasis JSON for senders
+    _cameras: dict[int, Cameras] = field(default_factory=dict)  # by size (render levels)
+
+    def camera_at(self, size: int) -> Cameras:
+        """The frontal camera at ``size`` x ``size`` (the same view at a lower resolution)."""
+        if size == self.camera.width:
+            return self.camera
+        if size not in self._cameras:
+            self._cameras[size] = frontal_camera(self.head, size)
+        return self._cameras[size]
 
     @property
     def expression_dim(self) -> int:
@@ -44,18 +53,21 @@ class LoadedAvatar:
 class AvatarRegistry:
     """Avatars by id (the bundle directory's name); all loaded and validated at start."""
 
-    def __init__(self, avatars: dict[str, LoadedAvatar], resolution: int) -> None:
+    def __init__(
+        self, avatars: dict[str, LoadedAvatar], resolution: int, detail: float = 1.0
+    ) -> None:
         if not avatars:
             raise ValueError("no avatars to serve")
         self._avatars = avatars
         self.resolution = resolution
+        self.detail = detail  # fraction of each avatar's Gaussians rendered (npga/detail.py)
         self._added: set[str] = set()  # avatars added while serving (creation jobs)
 
     def add(self, avatar_id: str, bundle: AvatarBundle) -> None:
         """Serve one more avatar from now on (a creation job finished)."""
         if avatar_id in self._avatars:
             raise ValueError(f"an avatar is named {avatar_id!r} already")
-        self._avatars[avatar_id] = _prepare(avatar_id, bundle, self.resolution)
+        self._avatars[avatar_id] = _prepare(avatar_id, bundle, self.resolution, self.detail)
         self._added.add(avatar_id)
 
     def remove(self, avatar_id: str) -> bool:
@@ -67,7 +79,9 @@ class AvatarRegistry:
         return True
 
     @classmethod
-    def load(cls, dirs: tuple[Path, ...], device: torch.device, resolution: int) -> AvatarRegistry:
+    def load(
+        cls, dirs: tuple[Path, ...], device: torch.device, resolution: int, detail: float = 1.0
+    ) -> AvatarRegistry:
         bundles: dict[str, AvatarBundle] = {}
         for directory in dirs:
             if directory.name in bundles:
@@ -75,11 +89,14 @@ class AvatarRegistry:
             bundles[directory.name] = load_bundle(directory, device)
         if not bundles:
             bundles[DEMO_AVATAR_ID] = demo_bundle(device)
-        return cls.from_bundles(bundles, resolution)
+        return cls.from_bundles(bundles, resolution, detail)
 
     @classmethod
-    def from_bundles(cls, bundles: dict[str, AvatarBundle], resolution: int) -> AvatarRegistry:
-        return cls({k: _prepare(k, b, resolution) for k, b in bundles.items()}, resolution)
+    def from_bundles(
+        cls, bundles: dict[str, AvatarBundle], resolution: int, detail: float = 1.0
+    ) -> AvatarRegistry:
+        prepared = {k: _prepare(k, b, resolution, detail) for k, b in bundles.items()}
+        return cls(prepared, resolution, detail)
 
     @property
     def ids(self) -> list[str]:
@@ -100,6 +117,7 @@ class AvatarRegistry:
             {
                 "id": a.id,
                 "gaussians": a.bundle.avatar.num_gaussians,
+                "gaussians_rendered": a.driver.avatar.num_gaussians,
                 "expression_dim": a.expression_dim,
                 "expression_space": a.bundle.config.expression_space,
             }
@@ -112,8 +130,8 @@ def demo_bundle(device: torch.device) -> AvatarBundle:
     return load_bundle(DEMO_AVATAR_DIR, device)
 
 
-def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int) -> LoadedAvatar:
-    driver = AvatarDriver(bundle)
+def _prepare(avatar_id: str, bundle: AvatarBundle, resolution: int, detail: float) -> LoadedAvatar:
+    driver = AvatarDriver(bundle, detail)
     return LoadedAvatar(
         id=avatar_id,
         bundle=bundle,
@@ -128,11 +146,14 @@ def render_avatar(
     frames: list[ExpressionFrame | None],
     framers: list[Framer | None] | None = None,
     background: float = 1.0,
+    size: int | None = None,
 ) -> np.ndarray:
-    """Render B expression frames (None = neutral) of one avatar: [B, H, W, 3] uint8, each
-    framed by its session's framer (None: the translation as sent; npga/framing.py).
+    """Render B expression frames (None = neutral) of one avatar: [B, size, size, 3] uint8
+    (size: the server's resolution unless given), each framed by its session's framer (None:
+    the translation as sent; npga/framing.py).
 
     Called from the render worker thread, never from the event loop (the framers' state lives
     there too).
     """
-    return avatar.driver.render_frames(frames, avatar.camera, framers, background)
+    camera = avatar.camera if size is None else avatar.camera_at(size)
+    return avatar.driver.render_frames(frames, camera, framers, background)

@@ -6,7 +6,7 @@ expression frames at 30 fps. The server stamps the seq of the frame it rendered 
 first frame showing seq s - capture time of s, on one clock (``time.time()``, CLOCK_REALTIME:
 the wire timestamp's clock, which every process of a machine shares). The server marks each
 frame's stages on the same clock (telepresence/timeline.py), so every session's latency is also
-broken down: capture -> server receive, queue wait, render, the track's wait for its next slot,
+broken down: capture -> server receive, queue wait, render, the wait for the encoder,
 encode, network + decode, each p50/p95.
 
 By default the clients share the server's process and event loop, which is what limits a GPU
@@ -44,24 +44,41 @@ async def _bytes_received(client: TelepresenceClient) -> int:
 
 
 async def _session(
-    base_url: str, room: str, dim: int, seconds: float, prefer_h264: bool
+    base_url: str, room: str, dim: int, seconds: float, prefer_h264: bool, viewers: int = 1
 ) -> dict[str, Any]:
+    """One sender watching its own avatar, and ``viewers - 1`` view-only clients of it."""
     probe = FrameProbe()
     client = TelepresenceClient(
         base_url, room, "sender", seats=1, see_self=True, on_frame=probe, prefer_h264=prefer_h264
     )
     await client.connect()
     await client.wait_channels()
+    watchers = [FrameProbe() for _ in range(viewers - 1)]
+    others = [
+        TelepresenceClient(base_url, room, "viewer", seats=1, on_frame=w, prefer_h264=prefer_h264)
+        for w in watchers
+    ]
+    await asyncio.gather(*(other.connect() for other in others))
     bytes_before, start = await _bytes_received(client), time.monotonic()
     async for frame in synthetic_frames(dim, SendOptions(seconds=seconds)):
         probe.sent(frame.seq, frame.timestamp)
+        for watcher in watchers:
+            watcher.sent(frame.seq, frame.timestamp)
         client.send_frame(frame)
     await asyncio.sleep(0.3)  # the last frames in flight
     elapsed = time.monotonic() - start
     downlink = (await _bytes_received(client) - bytes_before) * 8 / elapsed / 1e3
-    await client.close()
+    await asyncio.gather(client.close(), *(other.close() for other in others))
     probe.close()
+    viewer_reports = [watcher.summary() for watcher in watchers]
+    for watcher in watchers:
+        watcher.close()
     return {
+        **(
+            {"viewers_min_fps_received": min(r["fps_received"] for r in viewer_reports)}
+            if viewer_reports
+            else {}
+        ),
         **probe.summary(),
         "distinct_avatar_fps": round(len(probe.distinct_seqs) / elapsed, 2),
         "uplink_bytes_per_frame": round(
@@ -74,31 +91,37 @@ async def _session(
 
 
 async def _gather_sessions(
-    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool
+    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool, viewers: int
 ) -> list[dict[str, Any]]:
     """One session per room, concurrently on this event loop."""
     return list(
         await asyncio.gather(
-            *(_session(base_url, room, dim, seconds, prefer_h264) for room in rooms)
+            *(_session(base_url, room, dim, seconds, prefer_h264, viewers) for room in rooms)
         )
     )
 
 
 def _client_process(
-    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool
+    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool, viewers: int
 ) -> list[dict[str, Any]]:
     """One worker process's share of the sessions, on its own event loop."""
     restrict_host_addresses(["127.0.0.1"])
-    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264))
+    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers))
 
 
 async def _run_sessions(
-    base_url: str, sessions: int, dim: int, seconds: float, prefer_h264: bool, processes: int
+    base_url: str,
+    sessions: int,
+    dim: int,
+    seconds: float,
+    prefer_h264: bool,
+    processes: int,
+    viewers: int = 1,
 ) -> list[dict[str, Any]]:
     """Every session's report, in session order; in this process or spread over ``processes``."""
     rooms = [f"bench{i}" for i in range(sessions)]
     if processes == 0:
-        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264)
+        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers)
     shares = [rooms[i::processes] for i in range(min(processes, sessions))]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")  # no forked copy of the server's threads
@@ -106,7 +129,7 @@ async def _run_sessions(
         chunks = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    pool, _client_process, base_url, share, dim, seconds, prefer_h264
+                    pool, _client_process, base_url, share, dim, seconds, prefer_h264, viewers
                 )
                 for share in shares
             )
@@ -155,7 +178,7 @@ BREAKDOWN = (
     ("uplink", "capture", "received"),
     ("queue", "received", "render_start"),
     ("render", "render_start", "render_end"),
-    ("track_wait", "render_end", "encode_start"),
+    ("encode_wait", "render_end", "encode_start"),
     ("encode", "encode_start", "encode_end"),
     ("network_decode", "encode_end", "decoded"),
 )
@@ -196,6 +219,7 @@ async def run_bench(
     codec: str = "h264",
     client_processes: int = 0,
     during_job: Path | None = None,
+    viewers: int = 1,
 ) -> dict[str, Any]:
     """The sessions measured for ``seconds``; with ``during_job`` (a clip) measured again while
     the server trains an avatar from it (then the job is cancelled)."""
@@ -215,7 +239,7 @@ async def run_bench(
         try:
             dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
             results = await _run_sessions(
-                base_url, sessions, dim, seconds, codec == "h264", client_processes
+                base_url, sessions, dim, seconds, codec == "h264", client_processes, viewers
             )
             for result in results:
                 result["latency_breakdown"] = _breakdown(app[TIMELINE], result)
@@ -234,15 +258,28 @@ async def run_bench(
                     **_sessions_summary(loaded),
                     "per_session": loaded,
                 }
-            render = app[METRICS].histogram("render_ms")
-            encode = app[METRICS].histogram("encode_ms")
+            metrics = app[METRICS]
+            render, encode = metrics.histogram("render_ms"), metrics.histogram("encode_ms")
+            encode_cpu = metrics.histogram("encode_cpu_ms")
+            encodes = sum(metrics.counter("encodes_total", codec=c) for c in ("h264", "vp8"))
+            levels = {"resolution": metrics.gauge("render_resolution"),
+                      "fps_cap": metrics.gauge("render_fps_cap"),
+                      "detail": app[AVATARS].detail}  # fmt: skip
         finally:
             await runner.cleanup()
     report = _report(config, sessions, seconds, codec, client_processes, results)
+    renders = render.count if render else 0
     report.update(
+        viewers_per_session=viewers,
         server_render_ms_mean=round(render.total / render.count, 2) if render else None,
-        server_renders=render.count if render else 0,
+        server_renders=renders,
         server_encode_ms_mean=round(encode.total / encode.count, 2) if encode else None,
+        server_encodes_per_frame=round(encodes / renders, 2) if renders else None,
+        server_encode_ms_per_frame=round(encode.total / renders, 2) if encode and renders else None,
+        server_encode_cpu_ms_per_frame=round(encode_cpu.total / renders, 2)
+        if encode_cpu and renders
+        else None,
+        render_level_at_end=levels,
     )
     if job_report is not None:
         report["while_a_job_trains"] = job_report

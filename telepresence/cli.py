@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from npga.cli_args import CliError, check_output_file, non_negative_int, show_defaults
+from npga.cli_args import CliError, check_output_file, detail_arg, non_negative_int, show_defaults
 from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
@@ -29,7 +29,7 @@ from npga.tracking.sources import SourceError, open_source
 from telepresence.app import AVATARS, create_app, runner_options
 from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
-from telepresence.config import ServerConfig
+from telepresence.config import CPU_DETAIL, ServerConfig
 from telepresence.ice import restrict_host_addresses
 from telepresence.jobs import JobLimits, JobRecipe
 from telepresence.probe import FrameProbe
@@ -61,6 +61,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
             device=args.device,
             resolution=args.resolution,
             fps=args.fps,
+            detail=args.detail,
             secret=args.secret,
             insecure_open=args.insecure_open,
             ice_servers=tuple(args.ice_server or ()),
@@ -271,14 +272,16 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    config = ServerConfig(resolution=args.resolution, device=args.device, fps=args.fps)
+    config = ServerConfig(
+        resolution=args.resolution, device=args.device, fps=args.fps, detail=args.detail
+    )
     if args.during_job is not None and not args.during_job.is_file():
         raise CliError(f"--during-job {args.during_job}: no such file")
     try:
         report = asyncio.run(
             run_bench(
                 config, args.sessions, args.seconds, args.codec, args.client_processes,
-                args.during_job,
+                args.during_job, args.viewers,
             )
         )  # fmt: skip
     except ValueError as error:
@@ -344,6 +347,13 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
         type=_positive(float),
         default=float(env("TELEPRESENCE_FPS", "30")),
         help="video frame rate",
+    )
+    p.add_argument(
+        "--detail",
+        type=detail_arg,
+        default=env("TELEPRESENCE_DETAIL"),
+        help="fraction of each avatar's Gaussians rendered, those that show most (default: all "
+        f"on cuda, {CPU_DETAIL:g} on cpu; npga bench detail measures it)",
     )
     p.add_argument(
         "--secret",
@@ -443,6 +453,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolution", type=_positive(int), default=256, help="avatar video side (pixels)"
     )
     bench.add_argument("--fps", type=_positive(float), default=30.0, help="video frame rate")
+    bench.add_argument(
+        "--detail",
+        type=detail_arg,
+        help=f"fraction of the Gaussians rendered (default: all on cuda, {CPU_DETAIL:g} on cpu)",
+    )
+    bench.add_argument(
+        "--viewers",
+        type=_positive(int),
+        default=1,
+        help="receivers of each session's avatar: the sender and viewers-1 view-only clients",
+    )
     bench.add_argument("--device", default="cpu", help="cpu | cuda")
     bench.add_argument(
         "--codec", choices=("h264", "vp8"), default="h264", help="what the clients prefer"

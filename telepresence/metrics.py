@@ -59,6 +59,9 @@ class Metrics:
     def histogram(self, name: str) -> Histogram | None:
         return self._histograms.get(name)
 
+    def gauge(self, name: str, **labels: str) -> float | None:
+        return self._gauges[name].get(_labels(labels)) if name in self._gauges else None
+
     def counter(self, name: str, **labels: str) -> float:
         return self._counters[name].get(_labels(labels), 0.0)
 

@@ -23,11 +23,12 @@ from npga.codes import decode_frame
 from npga.framing import FRAMINGS, Framer
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import Limits, ServerConfig
-from telepresence.encode import X264Encoder, watch_rtcp
+from telepresence.encode import CODECS, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
+from telepresence.scheduler import RenderScheduler
 from telepresence.sctp_guard import limit_message_size
-from telepresence.timeline import FrameTimeline
+from telepresence.streams import StreamHub
 from telepresence.tracks import AvatarTrack
 from telepresence.turn import TurnProbe, ice_servers_json
 
@@ -104,9 +105,11 @@ class PeerManager:
         avatars: AvatarRegistry,
         rooms: RoomRegistry,
         metrics: Metrics,
-        timeline: FrameTimeline | None = None,
+        streams: StreamHub,
+        renderer: RenderScheduler,
     ) -> None:
-        self.timeline = timeline
+        self.streams = streams  # every sender's avatar stream, encoded once for all viewers
+        self.renderer = renderer  # woken by frames and seat changes; its level is in stats
         self.turn = TurnProbe(config.turn_urls)  # which TURN servers the peers gather from
         self.config = config
         self.avatars = avatars
@@ -133,6 +136,7 @@ class PeerManager:
         participant = self.rooms.join(room_name, request.role, avatar_id, request.see_self)
         if avatar_id is not None:
             participant.framer = Framer(self.avatars.get(avatar_id).head, request.framing)
+            participant.stream = self.streams.open(participant.id)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(participant.id)))
         self._peers[participant.id] = (pc, participant)
         self._wire(pc, participant)
@@ -144,13 +148,11 @@ class PeerManager:
             raise OfferError(f"malformed SDP offer: {error or type(error).__name__}") from None
         if pc.sctp is not None:
             limit_message_size(pc.sctp, lambda held: self._oversize(participant.id, held))
-        size, fps = self.config.resolution, self.config.fps
         video = [t for t in pc.getTransceivers() if t.kind == "video"]
         tracks = [
-            AvatarTrack(self.rooms, participant, seat, fps, size, self.metrics, self.timeline)
+            AvatarTrack(self.streams, self.rooms, participant, seat, "vp8")
             for seat in range(min(len(video), self.config.limits.video_seats))
         ]
-        participant.seats = len(tracks)
         try:
             senders = [pc.addTrack(track) for track in tracks]
             await pc.setLocalDescription(await pc.createAnswer())
@@ -161,10 +163,10 @@ class PeerManager:
         codecs = negotiated_video_codecs(pc.localDescription.sdp)
         for track, sender in zip(tracks, senders, strict=True):
             mid = next(t.mid for t in pc.getTransceivers() if t.sender is sender)
-            if codecs.get(mid) == "video/H264":
-                encoder = X264Encoder(size, size, fps)
-                track.use_encoder(encoder)
-                watch_rtcp(sender, encoder)
+            track.codec = CODECS.get(codecs.get(mid, ""), "vp8")
+            watch_rtcp(sender, track.request_keyframe, track.set_bitrate)
+        participant.seats = len(tracks)
+        self.renderer.wake()  # its seats may show an avatar nobody watched until now
         self.metrics.inc("video_tracks_total", len(tracks))
         self._watchdogs[participant.id] = asyncio.create_task(
             self._close_if_never_connected(participant.id)
@@ -227,6 +229,7 @@ class PeerManager:
         room = self.rooms.room_of(participant)
         if room is not None:
             self.rooms.announce(room)
+        self.renderer.wake()
 
     def _error(self, participant: Participant, kind: str, message: str) -> None:
         self.metrics.inc("errors_total", kind=kind)
@@ -261,8 +264,9 @@ class PeerManager:
             return
         if participant.accept(frame):
             self.metrics.inc("frames_received_total")
-            if self.timeline is not None:
-                self.timeline.mark(participant.id, frame.seq, "received")
+            if self.streams.timeline is not None:
+                self.streams.timeline.mark(participant.id, frame.seq, "received")
+            self.renderer.wake()
         else:
             self.metrics.inc("frames_dropped_total", reason="stale")
 
@@ -298,7 +302,8 @@ class PeerManager:
                     "participant": participant.id,
                     "frames_accepted": participant.frames_accepted,
                     "frames_dropped": participant.frames_dropped,
-                    "rendered_seq": participant.rendered_seq,
+                    "rendered_seq": _shown_seq(participant),
+                    "render": self.renderer.load.describe(),
                 }
             )
         elif kind == "avatar":
@@ -321,7 +326,6 @@ class PeerManager:
         mode = participant.framer.mode if participant.framer is not None else "auto"
         participant.framer = Framer(avatar.head, mode)
         participant.latest = None  # codes of the old avatar's space mean nothing to the new one
-        participant.rendered = None
         self._announce(participant)
         if participant.send_ctrl is not None:
             participant.send_ctrl(
@@ -349,9 +353,11 @@ class PeerManager:
         pc, participant = entry
         participant.send_ctrl = None
         self.rooms.leave(participant)
+        participant.stream = None
         for sender in pc.getSenders():
             if sender.track is not None:
                 sender.track.stop()
+        await self.streams.close(participant_id)
         try:
             await pc.close()
         except Exception as error:  # a peer aiortc half set up from a hostile offer
@@ -359,6 +365,12 @@ class PeerManager:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(pid) for pid in list(self._peers)))
+
+
+def _shown_seq(participant: Participant) -> int | None:
+    """The seq of the expression frame its avatar video shows now (None: neutral or none)."""
+    frame = participant.stream.frame if participant.stream is not None else None
+    return frame.seq if frame is not None else None
 
 
 def negotiated_video_codecs(sdp: str) -> dict[str | None, str]:

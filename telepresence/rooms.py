@@ -8,11 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from npga.codes import ExpressionFrame
 from npga.framing import Framer
 from telepresence.config import Limits
+from telepresence.streams import AvatarStream
 
 SEQ_MODULUS = 2**32
 
@@ -65,8 +64,7 @@ class Participant:
     framer: Framer | None = None  # a sender's framing (npga/framing.py); used by the render worker
     latest: ExpressionFrame | None = None  # newest accepted expression frame
     latest_received: float = 0.0  # time.monotonic() of that frame
-    rendered: np.ndarray | None = None  # [H*3/2, W] uint8 yuv420p, newest render
-    rendered_seq: int | None = None  # seq of the frame that render shows (None: neutral)
+    stream: AvatarStream | None = None  # a sender's rendered avatar video (telepresence/streams.py)
     frames_accepted: int = 0
     frames_dropped: int = 0
     expr_rate: TokenBucket = field(default_factory=lambda: TokenBucket(0.0))

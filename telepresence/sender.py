@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from npga.codes import ExpressionFrame, encode_frame
 from npga.tracking import ExpressionBasis
+from telepresence.jitter import decode_on_marker
 
 FrameCallback = Callable[[int, av.VideoFrame], None]
 
@@ -42,6 +43,7 @@ class ClientStats:
     ctrl_errors: list[str] = field(default_factory=list)
     seats: list[dict[str, Any]] = field(default_factory=list)
     framing: str | None = None  # the framing the server last confirmed
+    server: dict[str, Any] = field(default_factory=dict)  # the last ctrl stats reply
 
 
 class TelepresenceClient:
@@ -133,6 +135,7 @@ class TelepresenceClient:
         for _ in range(self.seats):
             transceiver = self.pc.addTransceiver("video", direction="recvonly")
             transceiver.setCodecPreferences(codecs)
+            decode_on_marker(transceiver.receiver)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         body = {
             "sdp": self.pc.localDescription.sdp,
@@ -199,6 +202,8 @@ class TelepresenceClient:
             self.stats.seats = list(data.get("seats", []))
         elif data.get("type") == "framing":
             self.stats.framing = str(data.get("framing"))
+        elif data.get("type") == "stats":
+            self.stats.server = data
 
     def own_seat(self) -> int | None:
         """The seat that shows this client's own avatar, once the server has said (seats)."""

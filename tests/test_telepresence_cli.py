@@ -61,8 +61,9 @@ def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:
 
 def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     result = _telepresence(
-        "bench", "--sessions", "1", "--seconds", "3", "--resolution", "64", "--json"
-    )
+        "bench", "--sessions", "1", "--viewers", "3", "--seconds", "3", "--resolution", "64",
+        "--json",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     session = report["per_session"][0]
@@ -72,9 +73,13 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert session.get("e2e_latency_ms_p95", 0) > 0
     assert session["downlink_kbps"] > 10
     assert report["server_render_ms_mean"] > 0
+    # three receivers of the avatar, one encode per frame (a few keyframes on top)
+    assert report["viewers_per_session"] == 3 and session["viewers_min_fps_received"] > 10
+    assert 1.0 <= report["server_encodes_per_frame"] < 1.3
+    assert report["render_level_at_end"]["detail"] == 0.35
     # where the time went, stage by stage, on one clock: the stages add up to the latency
     stages = session["latency_breakdown"]
-    assert set(stages) == {"uplink", "queue", "render", "track_wait", "encode", "network_decode"}
+    assert set(stages) == {"uplink", "queue", "render", "encode_wait", "encode", "network_decode"}
     assert all(s["frames"] > 10 and 0 <= s["ms_p50"] <= s["ms_p95"] for s in stages.values())
     total = sum(s["ms_p50"] for s in stages.values())
     assert 0.5 * session["e2e_latency_ms_p50"] < total < 1.5 * session["e2e_latency_ms_p50"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -101,15 +101,22 @@ def rasterize_screen(
     return rgb, alpha
 
 
-def _render_inference(
-    gaussians: PosedGaussians,
-    cameras: Cameras,
-    background: Tensor,  # [3]
-    settings: RenderSettings,
-) -> RenderResult:
-    """The no-autograd path: projection, binning and compositing all in numba."""
-    b, c, n = gaussians.batch_size, cameras.num_cameras, gaussians.num_gaussians
-    w, h, dtype = cameras.width, cameras.height, gaussians.means.dtype
+@dataclass(frozen=True)
+class _Binned:
+    """Gaussians projected, packed and binned into the CPU kernels' tiles (no autograd)."""
+
+    packed: np.ndarray  # [P, N, NUM_FIELDS]
+    radii: np.ndarray  # [P, N, 2] int32
+    means2d: np.ndarray  # [P, N, 2]
+    tile_offsets: np.ndarray  # [P*T + 1]
+    entries: np.ndarray  # [E]
+    tiles_x: int
+
+
+def _project_and_bin(
+    gaussians: PosedGaussians, cameras: Cameras, settings: RenderSettings
+) -> _Binned:
+    w, h = cameras.width, cameras.height
     packed, depths, radii, means2d = cpu_kernels.project_and_pack(
         *(_numpy(t) for t in (gaussians.means, gaussians.quats_wxyz, gaussians.scales)),
         _numpy(gaussians.opacities),
@@ -126,16 +133,46 @@ def _render_inference(
     tile_offsets, entries = cpu_kernels.bin_gaussians(
         means2d, radii, order, CPU_TILE_SIZE, tiles_x, tiles_y
     )
+    return _Binned(packed, radii, means2d, tile_offsets, entries, tiles_x)
+
+
+def _render_inference(
+    gaussians: PosedGaussians,
+    cameras: Cameras,
+    background: Tensor,  # [3]
+    settings: RenderSettings,
+) -> RenderResult:
+    """The no-autograd path: projection, binning and compositing all in numba."""
+    b, c, n = gaussians.batch_size, cameras.num_cameras, gaussians.num_gaussians
+    w, h, dtype = cameras.width, cameras.height, gaussians.means.dtype
+    binned = _project_and_bin(gaussians, cameras, settings)
     bg = np.broadcast_to(_numpy(background).astype(np.float64), (b * c, 3)).copy()
     rgb, transmittance, _ = cpu_kernels.rasterize_forward(
-        packed, bg, tile_offsets, entries, w, h, CPU_TILE_SIZE, tiles_x
+        binned.packed, bg, binned.tile_offsets, binned.entries, w, h, CPU_TILE_SIZE, binned.tiles_x
     )
     return RenderResult(
         rgb=torch.from_numpy(rgb).to(dtype).reshape(b, c, h, w, 3),
         alpha=torch.from_numpy(1.0 - transmittance).to(dtype).reshape(b, c, h, w, 1),
-        means2d=torch.from_numpy(means2d).to(dtype).reshape(b, c, n, 2),
-        radii=torch.from_numpy(radii).amax(dim=-1).reshape(b, c, n),
+        means2d=torch.from_numpy(binned.means2d).to(dtype).reshape(b, c, n, 2),
+        radii=torch.from_numpy(binned.radii).amax(dim=-1).reshape(b, c, n),
     )
+
+
+def blend_weights(gaussians: PosedGaussians, cameras: Cameras, settings: RenderSettings) -> Tensor:
+    """Each Gaussian's summed compositing weight (alpha x transmittance over all pixels) in
+    every image, [B, C, N]: how much of the picture it makes (no autograd)."""
+    b, c, n = gaussians.batch_size, cameras.num_cameras, gaussians.num_gaussians
+    binned = _project_and_bin(gaussians, cameras, settings)
+    weights = cpu_kernels.blend_weights(
+        binned.packed,
+        binned.tile_offsets,
+        binned.entries,
+        cameras.width,
+        cameras.height,
+        CPU_TILE_SIZE,
+        binned.tiles_x,
+    )
+    return torch.from_numpy(weights).reshape(b, c, n)
 
 
 def _needs_grad(gaussians: PosedGaussians) -> bool:

@@ -188,6 +188,47 @@ def rasterize_forward(
 
 
 @numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
+def blend_weights(
+    packed, tile_offsets, entries, width, height, tile_size, tiles_x
+):  # pragma: no cover - jitted
+    """What each Gaussian adds to the image: its compositing weights (alpha x transmittance)
+    summed over every pixel, [P, N], by the forward pass's rules (a level-of-detail measure)."""
+    p_count, n_count = packed.shape[0], packed.shape[1]
+    tiles_y = (height + tile_size - 1) // tile_size
+    num_tiles = tiles_x * tiles_y
+    entry_weights = np.zeros(entries.shape[0])
+    for t in numba.prange(p_count * num_tiles):
+        p, ty, tx, start, tile = _open_tile(t, num_tiles, tiles_x, packed, tile_offsets, entries)
+        for i in range(ty * tile_size, min((ty + 1) * tile_size, height)):
+            py = i + 0.5
+            for j in range(tx * tile_size, min((tx + 1) * tile_size, width)):
+                px = j + 0.5
+                trans = 1.0
+                for q in range(tile.shape[0]):
+                    dx = tile[q, F_MX] - px
+                    dy = tile[q, F_MY] - py
+                    sigma = (
+                        0.5 * (tile[q, F_CA] * dx * dx + tile[q, F_CC] * dy * dy)
+                        + tile[q, F_CB] * dx * dy
+                    )
+                    if sigma < 0.0 or sigma > tile[q, F_SIGMA_MAX]:
+                        continue
+                    alpha = min(MAX_ALPHA, tile[q, F_OPACITY] * _exp_neg(sigma))
+                    if alpha < ALPHA_THRESHOLD:
+                        continue
+                    next_trans = trans * (1.0 - alpha)
+                    if next_trans <= MIN_TRANSMITTANCE:
+                        break
+                    entry_weights[start + q] += alpha * trans
+                    trans = next_trans
+    weights = np.zeros((p_count, n_count))
+    for p in range(p_count):
+        for k in range(tile_offsets[p * num_tiles], tile_offsets[(p + 1) * num_tiles]):
+            weights[p, entries[k]] += entry_weights[k]
+    return weights
+
+
+@numba.njit(parallel=True, cache=True, fastmath=FASTMATH, nogil=True)
 def rasterize_backward(
     packed,
     background,
