@@ -11,6 +11,8 @@ import av
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from clips import (
     front_frames,
     other_person,
@@ -19,8 +21,6 @@ from clips import (
     write_video,
     write_webm,
 )
-from safetensors.torch import load_file
-
 from npga.bundle import load_bundle
 from npga.cli import main
 from npga.create import CreateConfig, CreateError, create_avatar

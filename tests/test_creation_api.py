@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from clips import front_frames, write_video
 
+from clips import front_frames, write_video
 from npga.data.synth.writer import SynthConfig, write_synth
 from server_fixtures import TINY_JOB_RECIPE as TINY
 from server_fixtures import running_server

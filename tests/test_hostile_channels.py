@@ -14,13 +14,13 @@ import time
 import aiohttp
 import numpy as np
 import pytest
-from test_server_media import frame
 
 from npga.codes import encode_frame
 from server_fixtures import running_server, url
 from telepresence.app import METRICS, PEERS
 from telepresence.sctp_guard import advertised_max_message_size
 from telepresence.sender import TelepresenceClient
+from test_server_media import frame
 
 
 async def _until(predicate, timeout: float = 20.0) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clips import front_frames
 
+from clips import front_frames
 from npga.data.synth.writer import SynthConfig, write_synth
 from npga.tracking.expression import ExpressionBasis
 from npga.tracking.facemesh import FaceMeshTracker

@@ -11,6 +11,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+
 from clips import (
     front_frames,
     other_person,
@@ -21,7 +22,6 @@ from clips import (
     write_video,
     write_webm,
 )
-
 from npga.cli import main
 from npga.codes import FrameFlags
 from npga.data.synth.writer import SynthConfig, write_synth

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiortc import RTCIceServer
-from test_server_media import FrameLog, _stream
 
 from server_fixtures import running_server, url
 from telepresence.app import PEERS
 from telepresence.sender import ClientError, TelepresenceClient
 from telepresence.turn import stun_answers, turn_address, turn_credentials
+from test_server_media import FrameLog, _stream
 
 TURN_SECRET = "turn-test-secret"
 
