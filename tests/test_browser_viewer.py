@@ -56,6 +56,12 @@ def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> N
                 assert "fps" in chip.inner_text()  # a corner chip, off the face
                 page.screenshot(path=str(tmp_path / "viewer.png"))
                 chip.click()  # expands to the details
+                render = page.locator(".seat:not([hidden]) [data-stat=render]").inner_text()
+                assert render.startswith("128 px · ≤20 fps"), render  # the server's level
+                hints = page.evaluate(
+                    "() => window.telepresence.seats.map((s) => s.receiver.jitterBufferTarget)"
+                )
+                assert set(hints) == {0}  # minimal playout delay asked for
                 assert page.locator(".seat:not([hidden]) [data-stat=state]").inner_text() == (
                     "connected"
                 )

@@ -24,6 +24,7 @@ export class Session {
     this.statsTimer = null;
     this.sentAt = new Map(); // seq -> send time (ms), for the latency estimate
     this.renderLatencyMs = null;
+    this.renderLevel = null; // the server's render level (ctrl stats: resolution, fps cap)
     this.waiting = []; // ctrl requests waiting for their reply: { matches, resolve, reject, timer }
     this.previous = new Map();
   }
@@ -54,6 +55,7 @@ export class Session {
       }
       for (let i = 0; i < seats; i++) {
         const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+        askForMinimalPlayoutDelay(transceiver.receiver);
         const stream = new MediaStream([transceiver.receiver.track]);
         status.seats[i].video.srcObject = stream;
         status.seats[i].receiver = transceiver.receiver;
@@ -212,8 +214,9 @@ export class Session {
     }
     if (message.type === "seats") {
       showSeats(message.seats);
-    } else if (message.type === "stats" && message.rendered_seq != null) {
-      const sent = this.sentAt.get(message.rendered_seq);
+    } else if (message.type === "stats") {
+      this.renderLevel = message.render ?? null;
+      const sent = message.rendered_seq != null ? this.sentAt.get(message.rendered_seq) : undefined;
       if (sent !== undefined) this.renderLatencyMs = performance.now() - sent;
     } else if (message.type === "error") {
       if (message.kind !== "rate") showError(`Server: ${message.error}`);
@@ -227,7 +230,7 @@ export class Session {
   async pollStats() {
     const pc = this.pc;
     if (!pc) return;
-    if (this.role === "sender") this.sendCtrl({ type: "stats" });
+    this.sendCtrl({ type: "stats" }); // rendered seq (senders) and the server's render level
     const report = await pc.getStats();
     let rttMs = null;
     report.forEach((s) => {
@@ -260,20 +263,42 @@ export class Session {
         seat.participant === status.participant && this.renderLatencyMs != null
           ? (status.faceMeshMs ?? 0) + this.renderLatencyMs
           : 0;
-      // + half a frame interval: on average a render waits that long for the track's next tick.
-      const pacingMs = fps ? 500 / fps : 0;
-      const latencyMs = upstream + pacingMs + oneWay + jitterMs + decodeMs;
+      // (the server renders each frame on arrival and sends it at once: no pacing wait)
+      const latencyMs = upstream + oneWay + jitterMs + decodeMs;
+      const level = this.renderLevel;
+      const reduced = level && level.level > 0;
       const values = {
         fps: fps != null ? fps.toFixed(1) : "–",
         latency: `≈${latencyMs.toFixed(0)} ms`,
         kbps: kbps != null ? `${kbps.toFixed(0)} kbit/s` : "–",
         state: pc.connectionState,
-        chip: fps != null ? `${fps.toFixed(0)} fps · ≈${latencyMs.toFixed(0)} ms` : pc.connectionState,
+        render: level ? `${level.resolution} px · ≤${level.fps_cap.toFixed(0)} fps${reduced ? " (reduced: server busy)" : ""}` : "–",
+        chip:
+          fps != null
+            ? `${fps.toFixed(0)} fps · ≈${latencyMs.toFixed(0)} ms${reduced ? " · reduced" : ""}`
+            : pc.connectionState,
       };
       for (const [name, value] of Object.entries(values)) {
         seat.element.querySelector(`[data-stat="${name}"]`).textContent = value;
       }
-      return { fps, kbps, latencyMs, framesDecoded: inbound.framesDecoded ?? 0, state: pc.connectionState };
+      return {
+        fps,
+        kbps,
+        latencyMs,
+        jitterMs,
+        framesDecoded: inbound.framesDecoded ?? 0,
+        state: pc.connectionState,
+        renderLevel: level,
+      };
     });
   }
+}
+
+// The avatar video is rendered for this moment: ask the browser to play it out as soon as it can
+// (jitterBufferTarget, and Chrome's older playoutDelayHint), unless ?playout=default asks for the
+// browser's own buffering (to measure the difference: docs/benchmarks.md).
+function askForMinimalPlayoutDelay(receiver) {
+  if (params.get("playout") === "default") return;
+  if ("jitterBufferTarget" in receiver) receiver.jitterBufferTarget = 0;
+  if ("playoutDelayHint" in receiver) receiver.playoutDelayHint = 0;
 }
