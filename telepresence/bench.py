@@ -262,13 +262,14 @@ async def run_bench(
             render, encode = metrics.histogram("render_ms"), metrics.histogram("encode_ms")
             encode_cpu = metrics.histogram("encode_cpu_ms")
             encodes = sum(metrics.counter("encodes_total", codec=c) for c in ("h264", "vp8"))
+            frames_rendered = metrics.counter("renders_total")  # frames (a batch holds several)
             levels = {"resolution": metrics.gauge("render_resolution"),
                       "fps_cap": metrics.gauge("render_fps_cap"),
                       "detail": app[AVATARS].detail}  # fmt: skip
         finally:
             await runner.cleanup()
     report = _report(config, sessions, seconds, codec, client_processes, results)
-    renders = render.count if render else 0
+    renders = int(frames_rendered)
     report.update(
         viewers_per_session=viewers,
         server_render_ms_mean=round(render.total / render.count, 2) if render else None,
