@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 TENSORS_FILE = "avatar.safetensors"
 GAUSSIAN_COUNT_TENSOR = "gaussians.means"  # [N, 3]: its rows are the bundle's Gaussians
 METADATA_FILE = "avatar.json"
-# Stored in avatar.json (DESIGN.md §6) rather than in the tensor file.
+# Stored in avatar.json (docs/architecture.md §6) rather than in the tensor file.
 TEMPLATE_KEY = "prior.template"
 # The expression space of Face Mesh landmarks projected on a PCA basis (npga.tracking).
 FACEMESH_SPACE = "facemesh-pca"

@@ -44,6 +44,8 @@ class CodeRecording:
             "gaze": (t, 4),
             "face_present": (t,),
         }
+        if t == 0:
+            raise ValueError("the recording holds no frames")
         for name, shape in shapes.items():
             array = getattr(self, name)
             if t < 1 or array.shape != shape:
@@ -53,7 +55,7 @@ class CodeRecording:
             if not np.isfinite(array).all():
                 raise ValueError(f"array '{name}' contains NaN or Inf")
         if np.any(np.diff(self.timestamps) < 0):
-            raise ValueError("array 'timestamps' is not non-decreasing")
+            raise ValueError("array 'timestamps' goes backwards")
 
     @property
     def num_frames(self) -> int:

@@ -1,4 +1,4 @@
-"""``create_app(config)``: the aiohttp application (DESIGN.md §7)."""
+"""``create_app(config)``: the aiohttp application (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

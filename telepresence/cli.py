@@ -427,7 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
         "fixed holds it at rest, free applies your translation as sent (default: auto)",
     )
     send.add_argument("--seats", type=_positive(int), default=1, help="avatar videos to receive")
-    send.add_argument("--record", type=Path, help="write the received avatar (seat 0) to .mp4")
+    send.add_argument(
+        "--record",
+        type=Path,
+        help="write your avatar as the server renders it to .mp4 (viewers: seat 0)",
+    )
     send.add_argument("--show", action="store_true", help="show the received avatar in a window")
     send.add_argument("--seconds", type=_positive(float), help="stop after this long")
     send.add_argument("--loop", action="store_true", help="replay --codes forever")

@@ -77,7 +77,7 @@ class FrameProbe:
                 if seq in self.sent_at]  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
-        """Counts and rates; latency only where frames carried seq stamps (serve --stamp-frames)."""
+        """Counts and rates; latency only where frames carried seq stamps (``stamp_frames``)."""
         span = (self.last_frame_at or 0) - (self.first_frame_at or 0)
         latencies = np.asarray(self.latencies_ms)
         report: dict[str, Any] = {
@@ -85,7 +85,7 @@ class FrameProbe:
             "frames_received": self.frames,
             "fps_received": round(self.frames / span, 2) if span > 0 else 0.0,
         }
-        if self.distinct_seqs:  # only stamped frames (serve --stamp-frames) say which they are
+        if self.distinct_seqs:  # only stamped frames (ServerConfig.stamp_frames) say which
             report["distinct_avatar_frames"] = len(self.distinct_seqs)
         if latencies.size:
             report["e2e_latency_ms_p50"] = round(float(np.percentile(latencies, 50)), 1)

@@ -96,8 +96,13 @@ class Room:
         return [p for p in self.participants.values() if p.publishing]
 
     def visible_to(self, viewer: Participant) -> list[Participant]:
-        """The senders ``viewer`` sees, in join order: video seat i shows entry i."""
-        return [p for p in self.publishers() if p is not viewer or viewer.see_self]
+        """The senders ``viewer`` sees: video seat i shows entry i. A sender that sees itself
+        comes first (its seat 0 is its own avatar, what `telepresence send --record` records,
+        however many joined before it); the others follow in join order."""
+        publishers = self.publishers()
+        others = [p for p in publishers if p is not viewer]
+        shows_self = viewer.see_self and len(others) < len(publishers)
+        return [viewer, *others] if shows_self else others
 
     def watched(self) -> list[Participant]:
         """The senders some participant's video seat shows: the only ones worth rendering."""

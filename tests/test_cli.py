@@ -126,6 +126,13 @@ def test_recording_round_trip_and_validation(tmp_path: Path) -> None:
     np.savez(tmp_path / "missing.npz", codes=recording.codes)
     with pytest.raises(ValueError, match="missing array 'rotation_wxyz'"):
         load_recording(tmp_path / "missing.npz")
+    arrays = (recording.codes, recording.rotation_wxyz, recording.translation)
+    arrays += (recording.timestamps, recording.gaze, recording.face_present)
+    with pytest.raises(ValueError, match=r"^the recording holds no frames$"):
+        CodeRecording(*(array[:0] for array in arrays))
+    backwards = recording.timestamps[::-1].copy()
+    with pytest.raises(ValueError, match="'timestamps' goes backwards"):
+        CodeRecording(*arrays[:3], backwards, *arrays[4:])
 
 
 def test_track_a_video_fits_a_basis_and_writes_codes(tmp_path: Path) -> None:

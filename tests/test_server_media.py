@@ -79,7 +79,8 @@ async def _until(predicate, timeout: float = 10.0) -> None:
 async def test_two_senders_and_a_viewer_share_a_room() -> None:
     async with running_server() as server:
         a = TelepresenceClient(url(server), "room", "sender", avatar="anna", seats=0)
-        b = TelepresenceClient(url(server), "room", "sender", avatar="ben", seats=0)
+        own = FrameLog()  # ben's one seat: his own avatar, though he joined second
+        b = TelepresenceClient(url(server), "room", "sender", avatar="ben", seats=1, on_frame=own)
         frames = FrameLog()
         viewer = TelepresenceClient(url(server), "room", "viewer", seats=2, on_frame=frames)
         try:
@@ -88,19 +89,22 @@ async def test_two_senders_and_a_viewer_share_a_room() -> None:
             await _until(lambda: len(viewer.stats.seats) == 2)
             assert [s["avatar"] for s in viewer.stats.seats] == ["anna", "ben"]
             await _until(lambda: len(b.stats.seats) == 2)
-            assert b.own_seat() == 1  # what `telepresence send --record` records for ben
+            assert [s["avatar"] for s in b.stats.seats] == ["ben", "anna"]
+            assert b.own_seat() == 0  # what `telepresence send --record` records for ben
             await a.wait_channels()
             await b.wait_channels()
             a.send_frame(frame(1, np.zeros(16)))
             b.send_frame(frame(1, np.zeros(16)))
-            await _until(lambda: {0, 1} <= set(frames.latest))
+            await _until(lambda: {0, 1} <= set(frames.latest) and 0 in own.latest)
             await asyncio.sleep(0.5)
             first, second = frames.latest[0].astype(float), frames.latest[1].astype(float)
+            bens_own = own.latest[0].astype(float)
         finally:
             for client in (a, b, viewer):
                 await client.close()
     assert (first < 200).mean() > 0.1 and (second < 200).mean() > 0.1
     assert np.abs(first - second).mean() > 1.0  # two different avatars
+    assert np.abs(bens_own - second).mean() < np.abs(bens_own - first).mean()  # ben sees ben
 
 
 @pytest.mark.asyncio

@@ -439,7 +439,7 @@ def create_avatar(
     )
     times.add("evaluation", since)
     report = {
-        "video": str(video),
+        "video": video.name,  # the name only, as in avatar.json
         "quality": config.quality,
         "device": str(device),
         "resolution": config.resolution,

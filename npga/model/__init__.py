@@ -1,4 +1,4 @@
-"""The avatar model (DESIGN.md §4)."""
+"""The avatar model (docs/architecture.md §4)."""
 
 from npga.model.avatar import GaussianAvatar, HeadPose, InferenceCache, pose_rigidly
 from npga.model.config import AvatarConfig

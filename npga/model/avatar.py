@@ -92,7 +92,7 @@ def pose_rigidly(gaussians: PosedGaussians, pose: HeadPose) -> PosedGaussians:
 
 
 class GaussianAvatar(nn.Module):
-    """A Neural Parametric Gaussian Avatar (DESIGN.md §4), batched over B expressions."""
+    """A Neural Parametric Gaussian Avatar (docs/architecture.md §4), batched over B expressions."""
 
     def __init__(self, config: AvatarConfig, num_gaussians: int) -> None:
         super().__init__()
