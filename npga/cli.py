@@ -374,6 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as error:
         print(f"npga: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # long jobs checkpoint as they go: --resume continues them
+        print("npga: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -217,7 +217,11 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
         await client.connect()
         await client.wait_channels()
         if args.view_only:
-            await asyncio.sleep(args.seconds or 10.0)
+            report = _ProgressLine(client, probe)
+            until = time.monotonic() + (args.seconds or 10.0)
+            while time.monotonic() < until:
+                await asyncio.sleep(min(0.5, max(0.0, until - time.monotonic())))
+                report.maybe()
         else:
             frames: AsyncIterator[ExpressionFrame] = await _frames(args, client, avatars[avatar_id])
             report = _ProgressLine(client, probe)
@@ -256,6 +260,8 @@ def cmd_send(args: argparse.Namespace) -> None:
         check_output_file(path)
     if _loopback_host(urllib.parse.urlsplit(args.server).hostname):
         restrict_host_addresses(["127.0.0.1"])  # talking to a local server: stay on loopback
+    role = "viewer" if args.view_only else "sender"
+    print(f"joining room {args.room!r} at {args.server} as a {role}", file=sys.stderr, flush=True)
     try:
         summary = asyncio.run(_send(args))
     except (ClientError, SourceError) as error:
@@ -499,6 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"telepresence: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("telepresence: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -109,7 +109,15 @@ class TelepresenceClient:
     async def _get_json(self, path: str) -> Any:
         try:
             async with aiohttp.ClientSession() as http, http.get(self.server + path) as response:
-                data = await response.json(content_type=None)
+                try:
+                    data = await response.json(content_type=None)
+                except ValueError:
+                    data = None
+                if not isinstance(data, dict):
+                    raise ClientError(
+                        f"{self.server}{path} answered HTTP {response.status} without a JSON "
+                        "object: is this a telepresence server?"
+                    )
                 if response.status != 200:
                     raise ClientError(f"{path}: {data.get('error', response.status)}")
                 return data

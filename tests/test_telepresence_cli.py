@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +63,44 @@ def test_bad_usage_is_one_clear_line(args: list[str], message: str) -> None:
     assert result.returncode != 0
     assert message in result.stderr.strip().splitlines()[-1]  # one line (after argparse's usage)
     assert "Traceback" not in result.stderr
+
+
+def test_a_server_that_is_not_telepresence_is_one_clear_line(tmp_path: Path) -> None:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        try:
+            server = f"http://127.0.0.1:{web.server_address[1]}"
+            result = _telepresence("send", "--room", "r", "--synthetic", "--server", server)
+        finally:
+            web.shutdown()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "/api/avatars answered HTTP 404 without a JSON object: is this a telepresence server?"
+        )
+    )
+
+
+def test_ctrl_c_is_one_line_not_a_traceback() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        server = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "telepresence.cli", *SEND[:-1], server],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert sender.stderr is not None
+        assert sender.stderr.readline().startswith(f"joining room 'r' at {server}")
+        time.sleep(1.0)  # waiting for the server's answer
+        sender.send_signal(signal.SIGINT)
+        _, stderr = sender.communicate(timeout=30)
+    assert sender.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "telepresence: interrupted"
+    assert "Traceback" not in stderr
 
 
 def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
