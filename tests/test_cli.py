@@ -135,6 +135,31 @@ def test_recording_round_trip_and_validation(tmp_path: Path) -> None:
         CodeRecording(*arrays[:3], backwards, *arrays[4:])
 
 
+def test_render_camera_front_is_frontal_and_centred(tmp_path: Path) -> None:
+    from npga.bundle import DEMO_AVATAR_DIR, load_bundle
+
+    frames, dim = 3, load_bundle(DEMO_AVATAR_DIR).config.expression_dim
+    still = CodeRecording(
+        np.zeros((frames, dim), np.float32),
+        np.tile(np.array([1, 0, 0, 0], np.float32), (frames, 1)),  # no head rotation
+        np.zeros((frames, 3), np.float32),
+        np.arange(frames) / 30.0,
+        np.zeros((frames, 4), np.float32),
+        np.ones(frames, bool),
+    )
+    still.save(tmp_path / "still.npz")
+    out = tmp_path / "front.mp4"
+    args = ["render", str(DEMO_AVATAR_DIR), "--codes", str(tmp_path / "still.npz")]
+    assert main([*args, "--out", str(out), "--resolution", "96", "--camera", "front"]) == 0
+    with av.open(str(out)) as container:
+        image = next(iter(container.decode(video=0))).to_ndarray(format="rgb24").astype(int)
+    head = np.abs(image - image[0, 0]).sum(axis=2) > 60  # [H, W]: not the background
+    columns = np.flatnonzero(head.any(axis=0))
+    assert abs((columns.min() + columns.max()) / 2 - 47.5) < 0.05 * 96  # centred left-right
+    assert (head == head[:, ::-1]).mean() > 0.9  # seen straight on: left and right mirror
+    assert head[:5].sum() == 0  # the top of the head inside the image
+
+
 def test_track_a_video_fits_a_basis_and_writes_codes(tmp_path: Path) -> None:
     from npga.tracking import ExpressionBasis
     from npga.tracking.bench import synth_face_video

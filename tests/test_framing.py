@@ -64,6 +64,7 @@ def test_auto_framing_keeps_the_head_in_the_image_at_one_size(demo: AvatarBundle
     assert rows.all(axis=0).sum() > 0  # the head is there in every frame
     assert not rows[:, :margin].any(), "the top of the head left the image"
     assert not cols[:, :margin].any() and not cols[:, -margin:].any(), "the head left sideways"
+    assert rows[:, -1].all(), "the neck's cut end showed above the bottom edge"
     widths = np.array([np.flatnonzero(c).ptp() for c in cols])
     median = np.median(widths)
     assert np.all(np.abs(widths - median) <= 0.25 * median), (widths.min(), widths.max(), median)
