@@ -98,3 +98,28 @@ def test_viewer_shows_live_avatar_video_and_readable_errors(tmp_path: Path) -> N
             finally:
                 context.close()
     keep_screenshots(tmp_path, "viewer.png", "viewer_stats.png", "room_full.png")
+
+
+@pytest.mark.usefixtures("loopback_ice")
+def test_seat_labels_name_people_in_the_order_they_joined(tmp_path: Path) -> None:
+    with server_thread() as server:
+        server.background(synthetic_sender(server.url, "two", "anna", dim=16))
+        wait_until(lambda: server.metric("telepresence_frames_received_total") > 5, 20, "anna")
+        server.background(synthetic_sender(server.url, "two", "ben", dim=16))
+        with sync_api.sync_playwright() as playwright:
+            context = launch_chromium(playwright, tmp_path / "profile")
+            try:
+                page = context.new_page()
+                page.goto(f"{server.url}/?room=two&role=viewer&autojoin=1")
+                labels = wait_until(
+                    lambda: (
+                        page.locator(".seat:not([hidden]) figcaption").all_inner_texts()
+                        if page.locator(".seat:not([hidden])").count() == 2
+                        else None
+                    ),
+                    30,
+                    "two seats",
+                )
+                assert labels == ["guest 1 · anna", "guest 2 · ben"], labels
+            finally:
+                context.close()

@@ -18,16 +18,18 @@ export function buildSeats(count) {
 export function showSeats(seats) {
   // seats: [{seat, participant, avatar}] from the server's `seats` ctrl message.
   for (const seat of status.seats) seat.participant = null;
+  let guests = 0;
   for (const entry of seats ?? []) {
     const seat = status.seats[entry.seat];
     if (!seat) continue;
     seat.participant = entry.participant;
     const own = entry.participant != null && entry.participant === status.participant;
     seat.element.classList.toggle("own", own);
-    // people, not ids: "you", else "guest N" in the order the room's senders joined
+    // people, not ids: "you" (a sender's own avatar comes first), else "guest N" in the order
+    // the room's other senders joined
     seat.element.querySelector("figcaption").textContent = own
       ? `you · ${entry.avatar ?? "avatar"}`
-      : `guest ${entry.seat + 1} · ${entry.avatar ?? "avatar"}`;
+      : `guest ${++guests} · ${entry.avatar ?? "avatar"}`;
   }
   let shown = 0;
   for (const seat of status.seats) {
