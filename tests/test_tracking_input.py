@@ -99,7 +99,7 @@ def test_npga_track_reads_untidy_files(performance, tmp_path: Path, name: str, w
             raw = [f.time for f in container.decode(container.streams.video[0])]
         assert np.any(np.diff(raw) < 0)  # the file really is out of order
     out = tmp_path / "codes.npz"
-    main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)])
+    assert main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)]) == 0
     recording = load_recording(out)
     assert recording.num_frames == 60
     assert np.all(np.diff(recording.timestamps) > 0)
@@ -107,7 +107,7 @@ def test_npga_track_reads_untidy_files(performance, tmp_path: Path, name: str, w
         np.testing.assert_allclose(recording.timestamps, variable_times(60), atol=1e-6)
     # the face is found (upright) in every frame; the first second calibrates the neutral
     assert recording.face_present[32:].all()
-    main(["track", str(video), "--out", str(out), "--avatar", str(DEMO), "--resume"])
+    assert main(["track", str(video), "--out", str(out), "--avatar", str(DEMO), "--resume"]) == 0
     assert load_recording(out).num_frames == 60
 
 
@@ -194,7 +194,7 @@ def test_a_two_people_mp4_is_followed_through_the_cli(performance, tmp_path: Pat
     frames = [other_person(f) if i in others else f for i, f in enumerate(performance[:80])]
     video = write_video(tmp_path / "two.mp4", frames)
     out = tmp_path / "codes.npz"
-    main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)])
+    assert main(["track", str(video), "--out", str(out), "--avatar", str(DEMO)]) == 0
     present = load_recording(out).face_present
     assert not present[list(others)].any() and present[58:].all()
 
