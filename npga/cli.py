@@ -6,7 +6,9 @@ import argparse
 import functools
 import json
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -364,6 +366,11 @@ def _command_modules() -> list[Callable[[Any], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C (SIGINT) interrupts even where the parent left it ignored (a shell's background
+    # job, a server started with `&`): long jobs checkpoint on it, and the server's job runner
+    # stops `npga create` with it (telepresence/jobs.py).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
