@@ -275,7 +275,10 @@ def test_data_video_errors(
 
 
 def test_data_video_interrupted(
-    capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capture: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """An interrupted encode leaves the previous file as it was and no partial file."""
     from npga.video import VideoWriter
@@ -297,7 +300,8 @@ def test_data_video_interrupted(
 
     monkeypatch.setattr(VideoWriter, "write", write)
     monkeypatch.setattr(VideoWriter, "close", closed)
-    with pytest.raises(KeyboardInterrupt):
-        main(["data", "video", str(capture), "--out", str(out)])
+    # Ctrl-C: one line and exit status 130
+    assert main(["data", "video", str(capture), "--out", str(out)]) == 130
     assert seen == {out, tmp_path / "clip.mp4.partial.mp4"}  # the encoder wrote beside it
     assert out.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [out]
+    assert capsys.readouterr().err.strip().endswith("npga: interrupted")
