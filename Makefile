@@ -21,12 +21,14 @@ $(WEB_CLIENT_DIST): web_client/package-lock.json web_client/build.mjs $(wildcard
 
 install: $(VENV)/.installed $(WEB_CLIENT_DIST)
 
-# Debian packages the tests use: coturn (the TURN relay integration test) and chromium (the
-# browser tests drive /usr/bin/chromium through Playwright).
+# Debian packages the tests use: coturn (the TURN relay integration test), janus (the SFU
+# tests and bench --janus auto) and chromium (the browser tests drive /usr/bin/chromium
+# through Playwright).
 system-deps:
-	@command -v turnserver >/dev/null 2>&1 && test -x /usr/bin/chromium || { \
+	@command -v turnserver >/dev/null 2>&1 && command -v janus >/dev/null 2>&1 && \
+		test -x /usr/bin/chromium || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq coturn chromium >/dev/null; }
+		apt-get install -y -qq coturn janus chromium >/dev/null; }
 
 # The live demo: server + built-in avatar + built-in sender (room "demo"); Ctrl-C to stop.
 demo: install

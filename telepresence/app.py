@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from aiortc import RTCIceServer
 
 from npga.bundle import BundleError, load_bundle
 from npga.framing import FRAMINGS
@@ -21,6 +22,7 @@ from telepresence.auth import TokenError, verify_token
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
 from telepresence.creation import CreationApi
+from telepresence.janus import JanusBridge, SfuUnavailable
 from telepresence.jobs import NAME_PATTERN, Job, JobRefused, JobRunner, JobStore
 from telepresence.metrics import Metrics
 from telepresence.peers import (
@@ -49,6 +51,7 @@ SCHEDULER = web.AppKey("scheduler", RenderScheduler)
 STREAMS = web.AppKey("streams", StreamHub)
 JOBS = web.AppKey("jobs", JobRunner)
 TIMELINE = web.AppKey("timeline", FrameTimeline)  # only with stamp_frames
+SFU = web.AppKey("sfu", JanusBridge)  # only with --janus
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client" / "dist"
 MAX_OFFER_BYTES = 256 * 1024
@@ -249,7 +252,30 @@ async def offer(request: web.Request) -> web.Response:
     except JoinRefused as error:
         app[METRICS].inc("errors_total", kind="limit")
         return _error(error.status, str(error))
+    if SFU in app:
+        app[SFU].wake()  # a new sender's avatar is published at once
     return web.json_response(answer)
+
+
+async def room_media(request: web.Request) -> web.Response:
+    """Where a viewer of the room gets its avatars: ``{"sfu": null}`` (from this receiver, by
+    offering to /offer) or ``{"sfu": {"kind": "janus", ...}}`` (telepresence/janus.py).
+
+    Query: ``token`` (a viewer's token, with --secret)."""
+    room = request.match_info["room"]
+    if not ROOM_NAME.fullmatch(room):
+        return _error(400, "room names are 1-64 letters, digits, '-' or '_'")
+    refusal = _refuse_unauthorised(request, room, "viewer", request.query.get("token"))
+    if refusal is not None:
+        return refusal
+    bridge = request.app.get(SFU)
+    if bridge is None:
+        return web.json_response({"sfu": None}, headers={"Cache-Control": "no-store"})
+    try:
+        media = await bridge.room_media(room)
+    except SfuUnavailable as error:
+        return _error(503, f"the SFU is not reachable now: {error}")
+    return web.json_response({"sfu": media}, headers={"Cache-Control": "no-store"})
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -260,7 +286,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     if runner is not None:
         await _serve_created(app, runner)
         tasks.append(asyncio.create_task(runner.run()))
+    bridge = app.get(SFU)
+    if bridge is not None:
+        tasks.append(asyncio.create_task(bridge.run()))
     yield
+    if bridge is not None:
+        await bridge.close()
     await app[PEERS].close_all()
     for task in tasks:
         task.cancel()
@@ -322,6 +353,9 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
         avatars, rooms, metrics_registry, config.fps, config.stamp_frames, timeline
     )
     app[PEERS] = PeerManager(config, avatars, rooms, metrics_registry, streams, app[SCHEDULER])
+    if config.sfu is not None:
+        stun = [RTCIceServer(urls=url) for url in config.ice_servers]
+        app[SFU] = JanusBridge(config.sfu, rooms, metrics_registry, stun)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -330,6 +364,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     app.router.add_get("/api/avatars/{avatar}/encoder", avatar_encoder)
     app.router.add_get("/api/ice", ice)
     app.router.add_post("/api/rooms/{room}/offer", offer)
+    app.router.add_get("/api/rooms/{room}/media", room_media)
     app.router.add_get("/static/{path:.+}", static_file)
     if config.avatar_store is not None:
         app.router.add_routes(_creation_api(app, config).routes())

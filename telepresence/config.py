@@ -25,6 +25,27 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class SfuConfig:
+    """``--janus``: where the receiver publishes its avatar streams (telepresence/janus.py)."""
+
+    url: str  # the Janus HTTP API the receiver talks to, e.g. http://127.0.0.1:8088/janus
+    secret: str  # Janus's token_auth_secret and the VideoRoom admin_key
+    public_url: str | None = None  # what viewers are told (default: url)
+    token_ttl_s: float = 3600.0  # viewers' Janus tokens
+    max_publishers: int = 64  # per room, over all receivers
+
+    @property
+    def viewer_url(self) -> str:
+        return self.public_url or self.url
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"--janus must be Janus's HTTP API URL (http://...), got {self.url!r}")
+        if not self.secret.strip():
+            raise ValueError("--janus needs --janus-secret (Janus's token_auth_secret)")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -44,6 +65,7 @@ class ServerConfig:
     avatar_store: Path | None = None  # --avatar-dir: uploads, creation jobs, created avatars
     job_limits: JobLimits = field(default_factory=JobLimits)
     job_recipe: JobRecipe = field(default_factory=JobRecipe)
+    sfu: SfuConfig | None = None  # --janus: viewers get the avatars from Janus
 
     @property
     def render_detail(self) -> float:

@@ -19,6 +19,7 @@ import av
 import numpy as np
 from aiortc import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, unpack_remb_fci
+from aiortc.sdp import SessionDescription
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +152,13 @@ def watch_rtcp(
                 on_bitrate(bitrate)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def negotiated_video_codecs(sdp: str) -> dict[str | None, str]:
+    """mid -> the codec chosen for that video section of an answer (its first payload type)."""
+    description = SessionDescription.parse(sdp)
+    return {
+        media.rtp.muxId: media.rtp.codecs[0].mimeType
+        for media in description.media
+        if media.kind == "video" and media.rtp.codecs
+    }

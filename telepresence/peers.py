@@ -17,13 +17,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription
 
 from npga.codes import decode_frame
 from npga.framing import FRAMINGS, Framer
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import Limits, ServerConfig
-from telepresence.encode import CODECS, watch_rtcp
+from telepresence.encode import CODECS, negotiated_video_codecs, watch_rtcp
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.scheduler import RenderScheduler
@@ -371,16 +370,6 @@ def _shown_seq(participant: Participant) -> int | None:
     """The seq of the expression frame its avatar video shows now (None: neutral or none)."""
     frame = participant.stream.frame if participant.stream is not None else None
     return frame.seq if frame is not None else None
-
-
-def negotiated_video_codecs(sdp: str) -> dict[str | None, str]:
-    """mid -> the codec chosen for that video section of an answer (its first payload type)."""
-    description = SessionDescription.parse(sdp)
-    return {
-        media.rtp.muxId: media.rtp.codecs[0].mimeType
-        for media in description.media
-        if media.kind == "video" and media.rtp.codecs
-    }
 
 
 def _send_json(channel: RTCDataChannel, message: dict[str, Any]) -> None:

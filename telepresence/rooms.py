@@ -105,9 +105,14 @@ class Room:
         return [viewer, *others] if shows_self else others
 
     def watched(self) -> list[Participant]:
-        """The senders some participant's video seat shows: the only ones worth rendering."""
+        """The senders some participant's video seat shows, or whose stream has another
+        subscriber (an SFU publisher): the only ones worth rendering."""
         shown = {p.id for q in self.participants.values() for p in self.visible_to(q)[: q.seats]}
-        return [p for p in self.publishers() if p.id in shown]
+        return [
+            p
+            for p in self.publishers()
+            if p.id in shown or (p.stream is not None and p.stream.viewers > 0)
+        ]
 
 
 class RoomRegistry:

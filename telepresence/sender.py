@@ -106,6 +106,14 @@ class TelepresenceClient:
         data = await self._get_json("/api/avatars")
         return list(data["avatars"])
 
+    async def fetch_room_media(self) -> dict[str, Any] | None:
+        """Where the room's avatars come from for a viewer: None (this receiver: offer to it)
+        or the SFU's details (telepresence/janus_viewer.py subscribes there)."""
+        query = urllib.parse.urlencode({"token": self.token} if self.token else {})
+        data = await self._get_json(f"/api/rooms/{self.room}/media?{query}")
+        media = data.get("sfu")
+        return media if isinstance(media, dict) else None
+
     async def _get_json(self, path: str) -> Any:
         try:
             async with aiohttp.ClientSession() as http, http.get(self.server + path) as response:

@@ -1,4 +1,5 @@
-"""Video tracks: seat ``i`` of a viewer shows the i-th visible sender's avatar stream.
+"""Video tracks: seat ``i`` of a viewer shows the i-th visible sender's avatar stream, and an
+SFU publisher (telepresence/janus.py) sends one sender's stream.
 
 A track sends each encoded frame of the stream its seat shows as soon as the stream's encoder
 hands it over (telepresence/streams.py); it has no clock of its own. Its RTP timestamps follow
@@ -22,34 +23,21 @@ from telepresence.streams import AvatarStream, RtpClock, StreamHub, Subscription
 SEAT_CHECK_S = 0.25  # how often a track with nothing to send looks whose seat it shows
 
 
-class AvatarTrack(MediaStreamTrack):
-    """Seat ``seat`` of ``viewer``, in ``codec`` ("h264" or "vp8": what its peer negotiated)."""
+class EncodedTrack(MediaStreamTrack):
+    """Sends the packets of the stream :meth:`_shown` names, in ``codec`` ("h264" or "vp8":
+    what its peer negotiated)."""
 
     kind = "video"
 
-    def __init__(
-        self, hub: StreamHub, rooms: RoomRegistry, viewer: Participant, seat: int, codec: str
-    ) -> None:
+    def __init__(self, codec: str) -> None:
         super().__init__()
-        self._hub = hub
-        self._rooms = rooms
-        self._viewer = viewer
-        self._seat = seat
         self.codec = codec
         self._clock = RtpClock()
         self._stream: AvatarStream | None = None
         self._subscription: Subscription | None = None
 
     def _shown(self) -> AvatarStream:
-        """The stream this seat shows now (the blank one for an empty seat)."""
-        room = self._rooms.room_of(self._viewer)
-        if room is not None:
-            visible = room.visible_to(self._viewer)
-            if self._seat < len(visible) and visible[self._seat].stream is not None:
-                stream = visible[self._seat].stream
-                assert stream is not None
-                return stream
-        return self._hub.blank
+        raise NotImplementedError
 
     def _follow(self, stream: AvatarStream) -> Subscription:
         if self._stream is not None and self._subscription is not None:
@@ -89,3 +77,38 @@ class AvatarTrack(MediaStreamTrack):
             self._stream.unsubscribe(self._subscription)
         self._stream = self._subscription = None
         super().stop()
+
+
+class AvatarTrack(EncodedTrack):
+    """Seat ``seat`` of ``viewer``: the stream of the sender in that seat now."""
+
+    def __init__(
+        self, hub: StreamHub, rooms: RoomRegistry, viewer: Participant, seat: int, codec: str
+    ) -> None:
+        super().__init__(codec)
+        self._hub = hub
+        self._rooms = rooms
+        self._viewer = viewer
+        self._seat = seat
+
+    def _shown(self) -> AvatarStream:
+        """The stream this seat shows now (the blank one for an empty seat)."""
+        room = self._rooms.room_of(self._viewer)
+        if room is not None:
+            visible = room.visible_to(self._viewer)
+            if self._seat < len(visible) and visible[self._seat].stream is not None:
+                stream = visible[self._seat].stream
+                assert stream is not None
+                return stream
+        return self._hub.blank
+
+
+class PublishedTrack(EncodedTrack):
+    """One sender's stream, always (what an SFU publisher sends)."""
+
+    def __init__(self, stream: AvatarStream, codec: str) -> None:
+        super().__init__(codec)
+        self._published = stream
+
+    def _shown(self) -> AvatarStream:
+        return self._published
