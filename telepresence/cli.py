@@ -10,12 +10,13 @@ import json
 import logging
 import math
 import os
+import secrets
 import shlex
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from npga.tracking.sources import SourceError, open_source
 from telepresence.app import AVATARS, create_app, runner_options
 from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
-from telepresence.config import CPU_DETAIL, ServerConfig
-from telepresence.ice import restrict_host_addresses
+from telepresence.config import CPU_DETAIL, ServerConfig, SfuConfig
+from telepresence.ice import local_addresses, restrict_host_addresses
+from telepresence.janus_local import local_janus
+from telepresence.janus_viewer import JanusViewer
 from telepresence.jobs import JobLimits, JobRecipe
 from telepresence.probe import FrameProbe
 from telepresence.sender import ClientError, TelepresenceClient
@@ -75,9 +78,20 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
                 quality=args.job_quality,
                 extra_args=tuple(shlex.split(args.job_create_args)),
             ),
+            sfu=_sfu_config(args),
         )
     except ValueError as error:
         raise CliError(str(error)) from None
+
+
+def _sfu_config(args: argparse.Namespace) -> SfuConfig | None:
+    if args.janus is None:
+        return None
+    if args.janus == "auto":  # cmd_serve starts the local Janus and fills in its URL
+        return SfuConfig(url="http://127.0.0.1:0/janus", secret=secrets.token_hex(16))
+    return SfuConfig(
+        url=args.janus, secret=args.janus_secret or "", public_url=args.janus_public_url
+    )
 
 
 async def _serve(config: ServerConfig, demo_sender: bool) -> None:
@@ -142,10 +156,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
     config = _server_config(args)
     if args.ice_host_address:
         restrict_host_addresses(args.ice_host_address)
-    elif _loopback_host(config.host):
-        restrict_host_addresses(["127.0.0.1"])  # a local server: keep media on loopback too
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(config, args.demo_sender))
+    elif _loopback_host(config.host):  # a local server: keep media on this machine too
+        restrict_host_addresses(local_addresses() if config.sfu else ["127.0.0.1"])
+    with contextlib.ExitStack() as stack:
+        if args.janus == "auto" and config.sfu is not None:
+            try:
+                janus = stack.enter_context(local_janus(config.sfu.secret))
+            except RuntimeError as error:
+                raise CliError(f"--janus auto: {error}") from None
+            print(f"started a local Janus at {janus.url}", flush=True)
+            config = replace(config, sfu=replace(config.sfu, url=janus.url))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(config, args.demo_sender))
 
 
 async def _frames(
@@ -199,9 +221,20 @@ class _ProgressLine:
         )
 
 
+def _room_media(client: TelepresenceClient) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def fetch() -> dict[str, Any]:
+        media = await client.fetch_room_media()
+        if media is None:
+            raise ClientError("the server no longer publishes this room through an SFU")
+        return media
+
+    return fetch
+
+
 async def _send(args: argparse.Namespace) -> dict[str, Any]:
     role = "viewer" if args.view_only else "sender"
     probe = FrameProbe(record_path=args.record)
+    closing: list[Callable[[], Awaitable[None]]] = []
     client = TelepresenceClient(
         args.server, args.room, role, avatar=args.avatar, token=args.token, seats=args.seats,
         framing=args.framing, ice_servers=tuple(args.ice_server or ()), on_frame=probe,
@@ -214,8 +247,16 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(
                 f"unknown avatar {avatar_id!r} (server has: {', '.join(sorted(avatars))})"
             )
-        await client.connect()
-        await client.wait_channels()
+        media = await client.fetch_room_media() if args.view_only else None
+        if media is not None:  # the room's avatars come from its SFU
+            viewer = JanusViewer(_room_media(client), seats=args.seats, on_frame=probe)
+            print(f"watching through the SFU at {media['url']}", file=sys.stderr, flush=True)
+            await viewer.connect()
+            client.stats = viewer.stats
+            closing.append(viewer.close)
+        else:
+            await client.connect()
+            await client.wait_channels()
         if args.view_only:
             report = _ProgressLine(client, probe)
             until = time.monotonic() + (args.seconds or 10.0)
@@ -234,6 +275,8 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
                 report.maybe()
             await asyncio.sleep(0.3)
     finally:
+        for close in closing:
+            await close()
         await client.close()
         probe.close()
     stats = client.stats
@@ -259,7 +302,8 @@ def cmd_send(args: argparse.Namespace) -> None:
     for path in (args.record, args.stats_json):
         check_output_file(path)
     if _loopback_host(urllib.parse.urlsplit(args.server).hostname):
-        restrict_host_addresses(["127.0.0.1"])  # talking to a local server: stay on loopback
+        # a local server (and a viewer's local Janus, whose media is on the main address)
+        restrict_host_addresses(local_addresses() if args.view_only else ["127.0.0.1"])
     role = "viewer" if args.view_only else "sender"
     print(f"joining room {args.room!r} at {args.server} as a {role}", file=sys.stderr, flush=True)
     try:
@@ -394,6 +438,24 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
         type=_positive(float),
         default=float(env("TELEPRESENCE_TURN_TTL", "3600")),
         help="lifetime of the TURN credentials /api/ice hands out (seconds)",
+    )
+    p.add_argument(
+        "--janus",
+        metavar="URL|auto",
+        default=env("TELEPRESENCE_JANUS"),
+        help="publish every avatar into this Janus SFU (its HTTP API, e.g. "
+        "http://127.0.0.1:8088/janus); viewers then subscribe from it. 'auto' starts a local "
+        "Debian janus (development)",
+    )
+    p.add_argument(
+        "--janus-secret",
+        default=env("TELEPRESENCE_JANUS_SECRET"),
+        help="the Janus secret: its token_auth_secret and VideoRoom admin_key (deploy/janus/)",
+    )
+    p.add_argument(
+        "--janus-public-url",
+        default=env("TELEPRESENCE_JANUS_PUBLIC_URL"),
+        help="Janus's HTTP API as viewers reach it (default: --janus)",
     )
     p.add_argument(
         "--ice-host-address",

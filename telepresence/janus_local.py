@@ -2,9 +2,10 @@
 
 Only what the receivers use is loaded: the VideoRoom plugin and the plain HTTP API, on a free
 loopback port. Janus (libnice) never offers a loopback ICE candidate, so its media uses the
-machine's own address (:func:`host_address`): local peers must offer that address too
-(``restrict_host_addresses(["127.0.0.1", host_address()])``). ``token_auth`` is on and the VideoRoom's ``admin_key`` is the same secret, as in
-the deployment configuration (deploy/janus/): nobody without it creates rooms or sessions.
+machine's own address: local peers must offer that address too
+(``restrict_host_addresses(local_addresses())``, telepresence/ice.py). ``token_auth`` is on and
+the VideoRoom's ``admin_key`` is the same secret, as in the deployment configuration
+(deploy/janus/): nobody without it creates rooms or sessions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from telepresence.ice import machine_address
 from telepresence.janus_api import signed_token
 
 START_TIMEOUT_S = 15.0
@@ -34,19 +36,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def host_address() -> str:
-    """This machine's address on its main interface (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.255.255.255", 1))
-            address = str(probe.getsockname()[0])
-        except OSError:
-            address = socket.gethostbyname(socket.gethostname())
-    if address.startswith("127."):
-        raise RuntimeError("a local Janus needs a network interface besides loopback")
-    return address
 
 
 def janus_config(
@@ -123,7 +112,10 @@ class LocalJanus:
         self.binary, self.folder, self.secret = binary, folder, secret
         port = _free_port()
         low = 20000 + (port % 400) * 100  # a block of RTP ports of its own
-        self.address = host_address()  # where its media is
+        address = machine_address()
+        if address is None:
+            raise RuntimeError("a local Janus needs a network interface besides loopback")
+        self.address = address  # where its media is
         self.config = janus_config(folder, secret, port, (low, low + 99), self.address)
         self.url = f"http://127.0.0.1:{port}/janus"
         self.log = folder / "janus.log"

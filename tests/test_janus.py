@@ -18,7 +18,7 @@ import pytest
 
 from server_fixtures import running_server, url
 from telepresence.config import SfuConfig
-from telepresence.ice import restrict_host_addresses
+from telepresence.ice import local_addresses, restrict_host_addresses
 from telepresence.janus import janus_room, room_pin
 from telepresence.janus_api import JanusError, JanusSession, signed_token
 from telepresence.janus_local import LocalJanus, local_janus
@@ -42,7 +42,7 @@ def local() -> Iterator[LocalJanus]:
 def janus(local: LocalJanus, monkeypatch: pytest.MonkeyPatch) -> LocalJanus:
     """The module's Janus; peers offer loopback and the address Janus's media is on."""
     monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
-    restrict_host_addresses(["127.0.0.1", local.address])
+    restrict_host_addresses(local_addresses())
     return local
 
 
@@ -178,7 +178,7 @@ async def test_a_janus_restart_mid_call_is_recovered(janus: LocalJanus) -> None:
     async with running_server(sfu=sfu(janus)) as server, AsyncExitStack() as stack:
         anna = await sender(stack, url(server), "r3", "anna")
         seq = await stream(anna, np.zeros(16), 1, 0.5)
-        watching, frames = await viewer(stack, url(server), "r3")
+        watching, _ = await viewer(stack, url(server), "r3")
         seq = await stream(anna, np.zeros(16), seq, 1.0)
         before = watching.stats.frames_received.get(0, 0)
         assert before > 5
