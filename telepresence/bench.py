@@ -16,7 +16,9 @@ server's measured sessions: ``client_processes`` spreads them over spawned worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import secrets
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,8 +32,10 @@ from aiohttp import web
 from aiortc.stats import RTCTransportStats
 
 from telepresence.app import AVATARS, METRICS, TIMELINE, create_app, runner_options
-from telepresence.config import ServerConfig
-from telepresence.ice import restrict_host_addresses
+from telepresence.config import ServerConfig, SfuConfig
+from telepresence.ice import local_addresses, restrict_host_addresses
+from telepresence.janus_local import local_janus
+from telepresence.janus_viewer import JanusViewer
 from telepresence.probe import FrameProbe
 from telepresence.sender import TelepresenceClient
 from telepresence.sources import SendOptions, synthetic_frames
@@ -43,10 +47,36 @@ async def _bytes_received(client: TelepresenceClient) -> int:
     return sum(s.bytesReceived for s in report.values() if isinstance(s, RTCTransportStats))
 
 
+def _viewer(
+    base_url: str, room: str, probe: FrameProbe, prefer_h264: bool, sfu: bool
+) -> TelepresenceClient | JanusViewer:
+    """A view-only client of the room: from the receiver, or from its SFU."""
+    direct = TelepresenceClient(
+        base_url, room, "viewer", seats=1, on_frame=probe, prefer_h264=prefer_h264
+    )
+    if not sfu:
+        return direct
+
+    async def media() -> dict[str, Any]:
+        found = await direct.fetch_room_media()
+        if found is None:
+            raise ValueError("the bench server does not publish through its SFU")
+        return found
+
+    return JanusViewer(media, seats=1, on_frame=probe)
+
+
 async def _session(
-    base_url: str, room: str, dim: int, seconds: float, prefer_h264: bool, viewers: int = 1
+    base_url: str,
+    room: str,
+    dim: int,
+    seconds: float,
+    prefer_h264: bool,
+    viewers: int = 1,
+    sfu: bool = False,
 ) -> dict[str, Any]:
-    """One sender watching its own avatar, and ``viewers - 1`` view-only clients of it."""
+    """One sender watching its own avatar, and ``viewers - 1`` view-only clients of it (through
+    the server's SFU with ``sfu``)."""
     probe = FrameProbe()
     client = TelepresenceClient(
         base_url, room, "sender", seats=1, see_self=True, on_frame=probe, prefer_h264=prefer_h264
@@ -54,10 +84,10 @@ async def _session(
     await client.connect()
     await client.wait_channels()
     watchers = [FrameProbe() for _ in range(viewers - 1)]
-    others = [
-        TelepresenceClient(base_url, room, "viewer", seats=1, on_frame=w, prefer_h264=prefer_h264)
-        for w in watchers
-    ]
+    others = [_viewer(base_url, room, w, prefer_h264, sfu) for w in watchers]
+    if sfu:  # the avatar is published once the first frames are rendered
+        async for frame in synthetic_frames(dim, SendOptions(seconds=0.5)):
+            client.send_frame(frame)
     await asyncio.gather(*(other.connect() for other in others))
     bytes_before, start = await _bytes_received(client), time.monotonic()
     async for frame in synthetic_frames(dim, SendOptions(seconds=seconds)):
@@ -74,11 +104,7 @@ async def _session(
     for watcher in watchers:
         watcher.close()
     return {
-        **(
-            {"viewers_min_fps_received": min(r["fps_received"] for r in viewer_reports)}
-            if viewer_reports
-            else {}
-        ),
+        **(_viewers_summary(viewer_reports) if viewer_reports else {}),
         **probe.summary(),
         "distinct_avatar_fps": round(len(probe.distinct_seqs) / elapsed, 2),
         "uplink_bytes_per_frame": round(
@@ -90,23 +116,45 @@ async def _session(
     }
 
 
+def _viewers_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    latencies = [r["e2e_latency_ms_p95"] for r in reports if r.get("e2e_latency_ms_p95")]
+    return {
+        "viewers_min_fps_received": min(r["fps_received"] for r in reports),
+        "viewers_fps_received": [r["fps_received"] for r in reports],
+        "viewers_worst_e2e_latency_ms_p95": max(latencies) if latencies else None,
+        "viewers_e2e_latency_ms_p50": [r.get("e2e_latency_ms_p50") for r in reports],
+    }
+
+
 async def _gather_sessions(
-    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool, viewers: int
+    base_url: str,
+    rooms: list[str],
+    dim: int,
+    seconds: float,
+    prefer_h264: bool,
+    viewers: int,
+    sfu: bool = False,
 ) -> list[dict[str, Any]]:
     """One session per room, concurrently on this event loop."""
     return list(
         await asyncio.gather(
-            *(_session(base_url, room, dim, seconds, prefer_h264, viewers) for room in rooms)
+            *(_session(base_url, room, dim, seconds, prefer_h264, viewers, sfu) for room in rooms)
         )
     )
 
 
 def _client_process(
-    base_url: str, rooms: list[str], dim: int, seconds: float, prefer_h264: bool, viewers: int
+    base_url: str,
+    rooms: list[str],
+    dim: int,
+    seconds: float,
+    prefer_h264: bool,
+    viewers: int,
+    sfu: bool,
 ) -> list[dict[str, Any]]:
     """One worker process's share of the sessions, on its own event loop."""
-    restrict_host_addresses(["127.0.0.1"])
-    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers))
+    restrict_host_addresses(local_addresses() if sfu else ["127.0.0.1"])
+    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu))
 
 
 async def _run_sessions(
@@ -117,11 +165,12 @@ async def _run_sessions(
     prefer_h264: bool,
     processes: int,
     viewers: int = 1,
+    sfu: bool = False,
 ) -> list[dict[str, Any]]:
     """Every session's report, in session order; in this process or spread over ``processes``."""
     rooms = [f"bench{i}" for i in range(sessions)]
     if processes == 0:
-        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers)
+        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu)
     shares = [rooms[i::processes] for i in range(min(processes, sessions))]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")  # no forked copy of the server's threads
@@ -129,7 +178,7 @@ async def _run_sessions(
         chunks = await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    pool, _client_process, base_url, share, dim, seconds, prefer_h264, viewers
+                    pool, _client_process, base_url, share, dim, seconds, prefer_h264, viewers, sfu
                 )
                 for share in shares
             )
@@ -220,10 +269,33 @@ async def run_bench(
     client_processes: int = 0,
     during_job: Path | None = None,
     viewers: int = 1,
+    janus: str | None = None,
 ) -> dict[str, Any]:
     """The sessions measured for ``seconds``; with ``during_job`` (a clip) measured again while
-    the server trains an avatar from it (then the job is cancelled)."""
-    restrict_host_addresses(["127.0.0.1"])  # benchmark traffic stays on loopback
+    the server trains an avatar from it (then the job is cancelled). With ``janus`` ("auto": a
+    local Debian janus, or a Janus API URL whose secret is ``config.sfu``'s) the server
+    publishes into it and the view-only clients subscribe from it."""
+    with contextlib.ExitStack() as stack:
+        if janus == "auto":
+            local = stack.enter_context(local_janus(secrets.token_hex(16)))
+            config = replace(config, sfu=SfuConfig(url=local.url, secret=local.secret))
+        elif janus is not None and config.sfu is None:
+            raise ValueError("--janus URL needs the Janus secret (TELEPRESENCE_JANUS_SECRET)")
+        return await _bench(config, sessions, seconds, codec, client_processes, during_job, viewers)
+
+
+async def _bench(
+    config: ServerConfig,
+    sessions: int,
+    seconds: float,
+    codec: str,
+    client_processes: int,
+    during_job: Path | None,
+    viewers: int,
+) -> dict[str, Any]:
+    sfu = config.sfu is not None
+    # benchmark traffic stays on this machine (on loopback, but for a local Janus's media)
+    restrict_host_addresses(local_addresses() if sfu else ["127.0.0.1"])
     with tempfile.TemporaryDirectory(prefix="telepresence-bench-") as store:
         config = replace(config, host="127.0.0.1", port=0, stamp_frames=True)
         if during_job is not None:
@@ -238,9 +310,13 @@ async def run_bench(
         job_report: dict[str, Any] | None = None
         try:
             dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
+            cpu_before = time.process_time()
+            renders_before = app[METRICS].counter("renders_total")
             results = await _run_sessions(
-                base_url, sessions, dim, seconds, codec == "h264", client_processes, viewers
+                base_url, sessions, dim, seconds, codec == "h264", client_processes, viewers, sfu
             )
+            server_cpu_s = time.process_time() - cpu_before
+            renders_measured = app[METRICS].counter("renders_total") - renders_before
             for result in results:
                 result["latency_breakdown"] = _breakdown(app[TIMELINE], result)
             if during_job is not None:
@@ -281,6 +357,11 @@ async def run_bench(
         if encode_cpu and renders
         else None,
         render_level_at_end=levels,
+        sfu="janus" if sfu else None,
+        # this process's CPU per rendered frame: the server's alone with --client-processes
+        server_process_cpu_ms_per_frame=round(server_cpu_s * 1e3 / renders_measured, 2)
+        if renders_measured
+        else None,
     )
     if job_report is not None:
         report["while_a_job_trains"] = job_report

@@ -322,8 +322,16 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    try:
+        sfu = (
+            SfuConfig(url=args.janus, secret=args.janus_secret or "")
+            if args.janus not in (None, "auto")
+            else None
+        )
+    except ValueError as error:
+        raise CliError(str(error)) from None
     config = ServerConfig(
-        resolution=args.resolution, device=args.device, fps=args.fps, detail=args.detail
+        resolution=args.resolution, device=args.device, fps=args.fps, detail=args.detail, sfu=sfu
     )
     if args.during_job is not None and not args.during_job.is_file():
         raise CliError(f"--during-job {args.during_job}: no such file")
@@ -331,7 +339,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         report = asyncio.run(
             run_bench(
                 config, args.sessions, args.seconds, args.codec, args.client_processes,
-                args.during_job, args.viewers,
+                args.during_job, args.viewers, args.janus,
             )
         )  # fmt: skip
     except ValueError as error:
@@ -535,6 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=1,
         help="receivers of each session's avatar: the sender and viewers-1 view-only clients",
+    )
+    bench.add_argument(
+        "--janus",
+        metavar="URL|auto",
+        help="viewers subscribe through this Janus ('auto': start a local Debian janus; a URL "
+        "needs --janus-secret); default: viewers connect to the receiver",
+    )
+    bench.add_argument(
+        "--janus-secret",
+        default=os.environ.get("TELEPRESENCE_JANUS_SECRET"),
+        help="the secret of the Janus given as a URL",
     )
     bench.add_argument("--device", default="cpu", help="cpu | cuda")
     bench.add_argument(

@@ -72,13 +72,13 @@ def room_secret(secret: str, room: str) -> str:
     return _derived(secret, "room secret", room)
 
 
-def feed_display(secret: str, room: str, feed: int, participant: str, receiver: str) -> str:
+def feed_display(
+    secret: str, room: str, feed: int, participant: str, receiver: str, avatar: str
+) -> str:
     """A publisher's display name: who it shows, signed with the Janus secret."""
-    signature = _derived(secret, "feed", room, str(feed), participant, receiver)
-    return json.dumps(
-        {"participant": participant, "receiver": receiver, "signature": signature},
-        separators=(",", ":"),
-    )
+    signature = _derived(secret, "feed", room, str(feed), participant, receiver, avatar)
+    display = {"participant": participant, "receiver": receiver, "avatar": avatar}
+    return json.dumps({**display, "signature": signature}, separators=(",", ":"))
 
 
 def signed_feed(secret: str, room: str, entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,20 +86,24 @@ def signed_feed(secret: str, room: str, entry: dict[str, Any]) -> dict[str, Any]
     joined it."""
     try:
         display = json.loads(str(entry.get("display", "")))
-        feed, participant, receiver = int(entry["id"]), display["participant"], display["receiver"]
-        expected = _derived(secret, "feed", room, str(feed), str(participant), str(receiver))
+        feed = int(entry["id"])
+        who = [str(display[key]) for key in ("participant", "receiver", "avatar")]
+        expected = _derived(secret, "feed", room, str(feed), *who)
         if not hmac.compare_digest(expected, str(display["signature"])):
             return None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return {"feed": feed, "participant": participant, "receiver": receiver}
+    return {"feed": feed, **dict(zip(("participant", "receiver", "avatar"), who, strict=True))}
 
 
 class _Publisher:
     """One sender's avatar stream published into its VideoRoom: a handle and a sendonly peer."""
 
-    def __init__(self, participant: Participant, handle: JanusHandle, pc: RTCPeerConnection):
+    def __init__(
+        self, participant: Participant, handle: JanusHandle, pc: RTCPeerConnection, avatar: str
+    ) -> None:
         self.participant, self.handle, self.pc = participant, handle, pc
+        self.avatar = avatar  # what its display name says (the sender may switch avatars)
 
     @property
     def alive(self) -> bool:
@@ -190,12 +194,15 @@ class JanusBridge:
         sending = {
             p.id: p for p in self.rooms.participants() if p.publishing and p.stream is not None
         }
-        for participant_id, publisher in list(self._publishers.items()):
-            if participant_id not in sending or not publisher.alive:
+        for participant_id, gone in list(self._publishers.items()):
+            if participant_id not in sending or not gone.alive:
                 del self._publishers[participant_id]
-                await publisher.close()
+                await gone.close()
         for participant_id, participant in sending.items():
-            if participant_id not in self._publishers:
+            publisher = self._publishers.get(participant_id)
+            if publisher is not None and publisher.avatar != participant.avatar_id:
+                await self._rename(publisher)
+            if publisher is None:
                 try:
                     self._publishers[participant_id] = await self._publish(session, participant)
                 except JanusError as error:
@@ -242,7 +249,7 @@ class JanusBridge:
                     "room": janus_room(room),
                     "pin": room_pin(secret, room),
                     "id": feed,
-                    "display": feed_display(secret, room, feed, participant.id, self.receiver),
+                    "display": self._display(participant),
                 }
             )
             track = PublishedTrack(participant.stream, "vp8")
@@ -264,7 +271,24 @@ class JanusBridge:
             raise
         self.metrics.inc("sfu_publishers_total")
         log.info("SFU: publishing %s as feed %d in room %r", participant.id, feed, room)
-        return _Publisher(participant, handle, pc)
+        return _Publisher(participant, handle, pc, participant.avatar_id or "")
+
+    def _display(self, participant: Participant) -> str:
+        room, feed = participant.room, self.feed_id(participant.id)
+        avatar = participant.avatar_id or ""
+        return feed_display(self.config.secret, room, feed, participant.id, self.receiver, avatar)
+
+    async def _rename(self, publisher: _Publisher) -> None:
+        """The sender switched avatars: its feed's display name says so (viewers' labels)."""
+        participant = publisher.participant
+        try:
+            await publisher.handle.message(
+                {"request": "configure", "display": self._display(participant)}
+            )
+        except JanusError as error:
+            log.warning("SFU: cannot rename %s's feed: %s", participant.id, error)
+            return
+        publisher.avatar = participant.avatar_id or ""
 
     async def _participants(self, room: str) -> list[dict[str, Any]]:
         if self._control is None:

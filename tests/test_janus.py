@@ -6,44 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
 import aiohttp
-import aioice.ice
 import numpy as np
 import pytest
 
+from conftest import JANUS_SECRET as SECRET
 from server_fixtures import running_server, url
 from telepresence.config import SfuConfig
-from telepresence.ice import local_addresses, restrict_host_addresses
 from telepresence.janus import janus_room, room_pin
 from telepresence.janus_api import JanusError, JanusSession, signed_token
-from telepresence.janus_local import LocalJanus, local_janus
+from telepresence.janus_local import LocalJanus
 from telepresence.janus_viewer import JanusViewer
 from telepresence.sender import TelepresenceClient
 from test_server_media import FrameLog, frame
 
-SECRET = "janus-test-secret"
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture(scope="module")
-def local() -> Iterator[LocalJanus]:
-    if shutil.which("janus") is None:
-        pytest.fail("Debian's janus is not installed (.ci/run and make system-deps install it)")
-    with local_janus(SECRET) as server:
-        yield server
-
-
-@pytest.fixture()
-def janus(local: LocalJanus, monkeypatch: pytest.MonkeyPatch) -> LocalJanus:
-    """The module's Janus; peers offer loopback and the address Janus's media is on."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
-    restrict_host_addresses(local_addresses())
-    return local
 
 
 def sfu(janus: LocalJanus) -> SfuConfig:
@@ -161,7 +141,9 @@ async def test_a_publisher_nobody_signed_is_kicked_and_never_listed(janus: Local
                 "ptype": "publisher",
                 "room": janus_room("r2"),
                 "pin": room_pin(SECRET, "r2"),
-                "display": json.dumps({"participant": "p1", "receiver": "x", "signature": "0"}),
+                "display": json.dumps(
+                    {"participant": "p1", "receiver": "x", "avatar": "anna", "signature": "0"}
+                ),
             }
         )
         assert joined.data.get("videoroom") == "joined"
@@ -189,3 +171,21 @@ async def test_a_janus_restart_mid_call_is_recovered(janus: LocalJanus) -> None:
             assert time.monotonic() - restarted < 15, "no video again within 15 s of the restart"
         recovered_s = time.monotonic() - restarted
     assert recovered_s < 10, recovered_s
+
+
+async def test_a_feed_says_which_avatar_it_shows_after_a_switch(janus: LocalJanus) -> None:
+    async with running_server(sfu=sfu(janus)) as server, AsyncExitStack() as stack:
+        anna = await sender(stack, url(server), "r4", "anna")
+        await stream(anna, np.zeros(16), 1, 0.5)
+        watching = TelepresenceClient(url(server), "r4", "viewer")
+
+        async def avatars() -> list[str]:
+            media = await watching.fetch_room_media()
+            return [feed["avatar"] for feed in media["feeds"]] if media else []
+
+        assert await avatars() == ["anna"]
+        anna.send_ctrl({"type": "avatar", "avatar": "ben"})
+        deadline = time.monotonic() + 5
+        while await avatars() != ["ben"]:
+            assert time.monotonic() < deadline, await avatars()
+            await asyncio.sleep(0.1)

@@ -129,6 +129,22 @@ def test_bench_reports_latency_fps_and_bandwidth(tmp_path: Path) -> None:
     assert 0.5 * session["e2e_latency_ms_p50"] < total < 1.5 * session["e2e_latency_ms_p50"]
 
 
+def test_bench_through_a_local_janus() -> None:
+    result = _telepresence(
+        "bench", "--sessions", "1", "--viewers", "4", "--seconds", "3", "--resolution", "64",
+        "--codec", "vp8", "--janus", "auto", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    session = report["per_session"][0]
+    assert report["sfu"] == "janus" and report["viewers_per_session"] == 4
+    assert len(session["viewers_fps_received"]) == 3 and session["viewers_min_fps_received"] > 10
+    assert session["viewers_worst_e2e_latency_ms_p95"] > 0
+    # the sender's own seat and Janus share one VP8 encode per frame
+    assert 1.0 <= report["server_encodes_per_frame"] < 1.3
+    assert report["server_process_cpu_ms_per_frame"] > 0
+
+
 def test_bench_runs_its_clients_in_worker_processes() -> None:
     result = _telepresence(
         "bench", "--sessions", "2", "--client-processes", "2", "--seconds", "3",

@@ -1,6 +1,8 @@
-// Builds dist/: the page's own files from src/ and Face Mesh's script, wasm and model files
-// from the installed npm package (node_modules/@mediapipe/face_mesh), so that the server
-// serves every asset itself (no CDN). Run by `npm run build` (the Makefile's install target).
+// Builds dist/: the page's own files from src/, Face Mesh's script, wasm and model files from the
+// installed npm package (node_modules/@mediapipe/face_mesh), and the Janus JavaScript library
+// with the WebRTC adapter it expects (janus-gateway, webrtc-adapter: viewers of a room whose
+// media is in the SFU), so that the server serves every asset itself (no CDN). Run by
+// `npm run build` (the Makefile's install target).
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,4 +23,10 @@ for (const name of readdirSync(join(root, "src"))) {
 }
 const copied = readdirSync(faceMesh).filter((name) => FACE_MESH_FILES.test(name));
 for (const name of copied) copyFileSync(join(faceMesh, name), join(dist, "mediapipe", name));
-console.log(`web client built in ${dist} (${copied.length} Face Mesh files)`);
+mkdirSync(join(dist, "janus"), { recursive: true });
+const JANUS_FILES = [
+  ["janus-gateway/dist/janus.es.js", "janus.es.js"],
+  ["webrtc-adapter/out/adapter.js", "adapter.js"],
+];
+for (const [from, to] of JANUS_FILES) copyFileSync(join(root, "node_modules", from), join(dist, "janus", to));
+console.log(`web client built in ${dist} (${copied.length} Face Mesh files, the Janus library)`);

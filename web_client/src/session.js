@@ -1,6 +1,7 @@
 // The connection: signalling, the peer connection with its expr and ctrl channels, reconnecting
 // with backoff, ctrl requests and their replies, and the per-seat stats.
 import { buildSeats, showSeats } from "./seats.js";
+import { SfuViewer } from "./sfu.js";
 import { RequestError, api, config, params, setState, showDriving, showError, status } from "./ui.js";
 
 const ICE_GATHER_TIMEOUT_MS = 3000;
@@ -15,6 +16,7 @@ export class Session {
     this.role = role;
     this.avatar = avatar;
     this.pc = null;
+    this.sfu = null; // a viewer of a room whose media lives in the SFU (sfu.js)
     this.expr = null;
     this.ctrl = null;
     this.closed = false;
@@ -41,6 +43,14 @@ export class Session {
     const seats = config.video_seats;
     buildSeats(seats);
     try {
+      if (this.role === "viewer") {
+        const media = await this.roomMedia();
+        if (this.closed) return;
+        if (media) {
+          await this.watchThroughSfu(media, seats);
+          return;
+        }
+      }
       const ice = await this.iceServers();
       const pc = new RTCPeerConnection({ iceServers: ice });
       this.pc = pc;
@@ -84,6 +94,45 @@ export class Session {
       this.teardownPeer();
       this.fail(error);
     }
+  }
+
+  // Where the room's avatars come from for a viewer: null (this receiver) or its SFU.
+  async roomMedia() {
+    const query = new URLSearchParams(this.token ? { token: this.token } : {});
+    const answer = await api(`/api/rooms/${encodeURIComponent(this.room)}/media?${query}`);
+    return answer.sfu ?? null;
+  }
+
+  async watchThroughSfu(media, seats) {
+    const sfu = new SfuViewer({
+      media,
+      seats,
+      fetchMedia: async () => {
+        const found = await this.roomMedia();
+        if (!found) throw new Error("the room's media is no longer in the SFU");
+        return found;
+      },
+      onTrack: (seat, track, receiver) => {
+        const entry = status.seats[seat];
+        if (!entry) return;
+        if (receiver) askForMinimalPlayoutDelay(receiver);
+        entry.video.srcObject = new MediaStream([track]);
+        entry.receiver = receiver;
+        status.pc = sfu.pc;
+        this.attempt = 0;
+        showError(null);
+        setState("connected", "connected");
+      },
+      onFeeds: (feeds) =>
+        // receivers number their participants alike: a feed's person is participant@receiver
+        showSeats(
+          feeds.map((feed, seat) => ({ seat, participant: `${feed.participant}@${feed.receiver}`, avatar: feed.avatar })),
+        ),
+      onLost: (reason) => this.reconnect(reason),
+    });
+    this.sfu = sfu;
+    status.sfu = media.url;
+    await sfu.start();
   }
 
   async iceServers() {
@@ -150,6 +199,8 @@ export class Session {
 
   teardownPeer() {
     clearTimeout(this.disconnectTimer);
+    if (this.sfu) this.sfu.close();
+    this.sfu = null;
     if (this.ctrl) this.ctrl.onclose = null;
     if (this.pc) {
       this.pc.onconnectionstatechange = null;
@@ -228,7 +279,7 @@ export class Session {
 
   // Per seat: fps, latency estimate, downlink kbps, connection state.
   async pollStats() {
-    const pc = this.pc;
+    const pc = this.sfu ? this.sfu.pc : this.pc;
     if (!pc) return;
     this.sendCtrl({ type: "stats" }); // rendered seq (senders) and the server's render level
     const report = await pc.getStats();
