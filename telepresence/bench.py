@@ -21,6 +21,7 @@ import multiprocessing
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from telepresence.ice import local_addresses, restrict_host_addresses
 from telepresence.janus_local import local_janus
 from telepresence.janus_viewer import JanusViewer
 from telepresence.probe import FrameProbe
-from telepresence.sender import TelepresenceClient
+from telepresence.sender import ClientError, TelepresenceClient
 from telepresence.sources import SendOptions, synthetic_frames
 from telepresence.timeline import FrameTimeline
 
@@ -74,9 +75,11 @@ async def _session(
     prefer_h264: bool,
     viewers: int = 1,
     sfu: bool = False,
+    remote_viewers: bool = False,
 ) -> dict[str, Any]:
     """One sender watching its own avatar, and ``viewers - 1`` view-only clients of it (through
-    the server's SFU with ``sfu``)."""
+    the server's SFU with ``sfu``). ``remote_viewers``: more viewers watch from other processes
+    (the report then carries the capture times they are matched with)."""
     probe = FrameProbe()
     client = TelepresenceClient(
         base_url, room, "sender", seats=1, see_self=True, on_frame=probe, prefer_h264=prefer_h264
@@ -113,7 +116,61 @@ async def _session(
         "downlink_kbps": round(downlink, 1),
         "participant": client.participant,
         "frame_times": probe.frame_times(),
+        **({"sent_at": dict(probe.sent_at)} if remote_viewers else {}),
     }
+
+
+async def _watch(
+    base_url: str, room: str, seconds: float, prefer_h264: bool, sfu: bool
+) -> dict[str, Any]:
+    """One view-only client in a process of its own kind: it watches ``room`` for ``seconds``
+    (from its first frame) and reports when it decoded each stamped seq."""
+    probe = FrameProbe(keep_unsent=True)
+    viewer = _viewer(base_url, room, probe, prefer_h264, sfu)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await viewer.connect()
+            break
+        except ClientError:  # the sender has not published yet
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+    while probe.first_frame_at is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(seconds)
+    await viewer.close()
+    probe.close()
+    return {**probe.summary(), "decoded_at": probe.decoded_at}
+
+
+def _viewer_process(
+    base_url: str, rooms: list[str], seconds: float, prefer_h264: bool, sfu: bool
+) -> tuple[list[dict[str, Any]], float]:
+    """A worker process of view-only clients (one per entry of ``rooms``) and its CPU time."""
+    restrict_host_addresses(local_addresses() if sfu else ["127.0.0.1"])
+    began = time.process_time()
+
+    async def watch_all() -> list[dict[str, Any]]:
+        return list(
+            await asyncio.gather(
+                *(_watch(base_url, room, seconds, prefer_h264, sfu) for room in rooms)
+            )
+        )
+
+    reports = asyncio.run(watch_all())
+    return reports, time.process_time() - began
+
+
+def _matched(viewer: dict[str, Any], sent_at: dict[int, float]) -> dict[str, Any]:
+    """A remote viewer's report with its latencies: decode times minus the sender's capture
+    times (one clock: time.time() on one machine)."""
+    decoded = viewer.pop("decoded_at")
+    latencies = [(t - sent_at[seq]) * 1e3 for seq, t in decoded.items() if seq in sent_at]
+    if latencies:
+        viewer["e2e_latency_ms_p50"] = round(float(np.percentile(latencies, 50)), 1)
+        viewer["e2e_latency_ms_p95"] = round(float(np.percentile(latencies, 95)), 1)
+    return viewer
 
 
 def _viewers_summary(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,11 +191,15 @@ async def _gather_sessions(
     prefer_h264: bool,
     viewers: int,
     sfu: bool = False,
+    remote_viewers: bool = False,
 ) -> list[dict[str, Any]]:
     """One session per room, concurrently on this event loop."""
     return list(
         await asyncio.gather(
-            *(_session(base_url, room, dim, seconds, prefer_h264, viewers, sfu) for room in rooms)
+            *(
+                _session(base_url, room, dim, seconds, prefer_h264, viewers, sfu, remote_viewers)
+                for room in rooms
+            )
         )
     )
 
@@ -151,10 +212,16 @@ def _client_process(
     prefer_h264: bool,
     viewers: int,
     sfu: bool,
-) -> list[dict[str, Any]]:
-    """One worker process's share of the sessions, on its own event loop."""
+    remote_viewers: bool,
+) -> tuple[list[dict[str, Any]], float]:
+    """One worker process's share of the sessions, on its own event loop; and the CPU time
+    (s) the process spent on them."""
     restrict_host_addresses(local_addresses() if sfu else ["127.0.0.1"])
-    return asyncio.run(_gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu))
+    began = time.process_time()
+    reports = asyncio.run(
+        _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu, remote_viewers)
+    )
+    return reports, time.process_time() - began
 
 
 async def _run_sessions(
@@ -166,26 +233,47 @@ async def _run_sessions(
     processes: int,
     viewers: int = 1,
     sfu: bool = False,
-) -> list[dict[str, Any]]:
-    """Every session's report, in session order; in this process or spread over ``processes``."""
+    viewer_processes: int = 0,
+) -> tuple[list[dict[str, Any]], float | None]:
+    """Every session's report, in session order; in this process or spread over ``processes``
+    (then also the CPU time, s, those processes spent). With ``viewer_processes`` each
+    session's view-only clients run in that many more processes, apart from its sender."""
     rooms = [f"bench{i}" for i in range(sessions)]
     if processes == 0:
-        return await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu)
+        reports = await _gather_sessions(base_url, rooms, dim, seconds, prefer_h264, viewers, sfu)
+        return reports, None
+    remote = viewer_processes > 0 and viewers > 1
+    watchers = [room for room in rooms for _ in range(viewers - 1)] if remote else []
+    viewer_shares = [watchers[i::viewer_processes] for i in range(viewer_processes)]
+    viewer_shares = [share for share in viewer_shares if share]
     shares = [rooms[i::processes] for i in range(min(processes, sessions))]
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")  # no forked copy of the server's threads
-    with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
-        chunks = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    pool, _client_process, base_url, share, dim, seconds, prefer_h264, viewers, sfu
-                )
-                for share in shares
-            )
-        )
-    by_room = {room: report for share, chunk in zip(shares, chunks, strict=True)
+    local_viewers = 1 if remote else viewers
+    with ProcessPoolExecutor(len(shares) + len(viewer_shares), mp_context=context) as pool:
+        sending = [
+            loop.run_in_executor(pool, _client_process, base_url, share, dim, seconds,
+                                 prefer_h264, local_viewers, sfu, remote)
+            for share in shares
+        ]  # fmt: skip
+        watching = [
+            loop.run_in_executor(pool, _viewer_process, base_url, share, seconds, prefer_h264, sfu)
+            for share in viewer_shares
+        ]
+        chunks = await asyncio.gather(*sending)
+        watched = await asyncio.gather(*watching)
+    by_room = {room: report for share, (chunk, _) in zip(shares, chunks, strict=True)
                for room, report in zip(share, chunk, strict=True)}  # fmt: skip
-    return [by_room[room] for room in rooms]
+    for share, (reports, _) in zip(viewer_shares, watched, strict=True):
+        for room, viewer in zip(share, reports, strict=True):
+            by_room[room].setdefault("remote", []).append(viewer)
+    for report in by_room.values():
+        sent_at = report.pop("sent_at", {})
+        remote_reports = [_matched(viewer, sent_at) for viewer in report.pop("remote", [])]
+        if remote_reports:
+            report.update(_viewers_summary(remote_reports))
+    cpu = sum(cpu for _, cpu in chunks) + sum(cpu for _, cpu in watched)
+    return [by_room[room] for room in rooms], cpu
 
 
 async def _start_job(base_url: str, clip: Path) -> str:
@@ -270,6 +358,7 @@ async def run_bench(
     during_job: Path | None = None,
     viewers: int = 1,
     janus: str | None = None,
+    viewer_processes: int = 0,
 ) -> dict[str, Any]:
     """The sessions measured for ``seconds``; with ``during_job`` (a clip) measured again while
     the server trains an avatar from it (then the job is cancelled). With ``janus`` ("auto": a
@@ -279,9 +368,15 @@ async def run_bench(
         if janus == "auto":
             local = stack.enter_context(local_janus(secrets.token_hex(16)))
             config = replace(config, sfu=SfuConfig(url=local.url, secret=local.secret))
+            janus_cpu: Callable[[], float] | None = local.cpu_seconds
         elif janus is not None and config.sfu is None:
             raise ValueError("--janus URL needs the Janus secret (TELEPRESENCE_JANUS_SECRET)")
-        return await _bench(config, sessions, seconds, codec, client_processes, during_job, viewers)
+        else:
+            janus_cpu = None
+        return await _bench(
+            config, sessions, seconds, codec, client_processes, during_job, viewers, janus_cpu,
+            viewer_processes,
+        )  # fmt: skip
 
 
 async def _bench(
@@ -292,12 +387,24 @@ async def _bench(
     client_processes: int,
     during_job: Path | None,
     viewers: int,
+    janus_cpu: Callable[[], float] | None,
+    viewer_processes: int,
 ) -> dict[str, Any]:
+    """``janus_cpu``: the local Janus's CPU time so far (s), to report its share."""
     sfu = config.sfu is not None
     # benchmark traffic stays on this machine (on loopback, but for a local Janus's media)
     restrict_host_addresses(local_addresses() if sfu else ["127.0.0.1"])
     with tempfile.TemporaryDirectory(prefix="telepresence-bench-") as store:
         config = replace(config, host="127.0.0.1", port=0, stamp_frames=True)
+        # room and session limits that let every measured client in (viewers connected directly
+        # are participants of the receiver; SFU viewers are not)
+        people = sessions * (viewers + 1)
+        limits = config.limits
+        config = replace(config, limits=replace(
+            limits,
+            max_participants_per_room=max(limits.max_participants_per_room, viewers + 1),
+            max_sessions=max(limits.max_sessions, people),
+        ))  # fmt: skip
         if during_job is not None:
             config = replace(config, avatar_store=Path(store))
         app = create_app(config)
@@ -311,18 +418,23 @@ async def _bench(
         try:
             dim = app[AVATARS].get(app[AVATARS].default_id).expression_dim
             cpu_before = time.process_time()
+            janus_before = janus_cpu() if janus_cpu is not None else 0.0
             renders_before = app[METRICS].counter("renders_total")
-            results = await _run_sessions(
-                base_url, sessions, dim, seconds, codec == "h264", client_processes, viewers, sfu
-            )
+            began = time.monotonic()
+            results, clients_cpu_s = await _run_sessions(
+                base_url, sessions, dim, seconds, codec == "h264", client_processes, viewers, sfu,
+                viewer_processes,
+            )  # fmt: skip
+            wall_s = time.monotonic() - began
             server_cpu_s = time.process_time() - cpu_before
+            janus_cpu_s = janus_cpu() - janus_before if janus_cpu is not None else None
             renders_measured = app[METRICS].counter("renders_total") - renders_before
             for result in results:
                 result["latency_breakdown"] = _breakdown(app[TIMELINE], result)
             if during_job is not None:
                 job_id = await _start_job(base_url, during_job)
                 await _until_training(base_url, job_id)
-                loaded = await _run_sessions(
+                loaded, _ = await _run_sessions(
                     base_url, sessions, dim, seconds, codec == "h264", client_processes
                 )
                 for result in loaded:
@@ -348,6 +460,7 @@ async def _bench(
     renders = int(frames_rendered)
     report.update(
         viewers_per_session=viewers,
+        viewer_processes=viewer_processes,
         server_render_ms_mean=round(render.total / render.count, 2) if render else None,
         server_renders=renders,
         server_encode_ms_mean=round(encode.total / encode.count, 2) if encode else None,
@@ -362,6 +475,12 @@ async def _bench(
         server_process_cpu_ms_per_frame=round(server_cpu_s * 1e3 / renders_measured, 2)
         if renders_measured
         else None,
+        # where the machine's cores went while the sessions ran (cores busy on average)
+        cores_used={
+            "server_process": round(server_cpu_s / wall_s, 2),
+            "client_processes": round(clients_cpu_s / wall_s, 2) if clients_cpu_s else None,
+            "janus": round(janus_cpu_s / wall_s, 2) if janus_cpu_s is not None else None,
+        },
     )
     if job_report is not None:
         report["while_a_job_trains"] = job_report

@@ -333,13 +333,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
     config = ServerConfig(
         resolution=args.resolution, device=args.device, fps=args.fps, detail=args.detail, sfu=sfu
     )
+    if args.viewer_processes and not args.client_processes:
+        raise CliError("--viewer-processes needs --client-processes (the senders' processes)")
     if args.during_job is not None and not args.during_job.is_file():
         raise CliError(f"--during-job {args.during_job}: no such file")
     try:
         report = asyncio.run(
             run_bench(
                 config, args.sessions, args.seconds, args.codec, args.client_processes,
-                args.during_job, args.viewers, args.janus,
+                args.during_job, args.viewers, args.janus, args.viewer_processes,
             )
         )  # fmt: skip
     except ValueError as error:
@@ -543,6 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=1,
         help="receivers of each session's avatar: the sender and viewers-1 view-only clients",
+    )
+    bench.add_argument(
+        "--viewer-processes",
+        type=non_negative_int,
+        default=0,
+        help="run the view-only clients in this many more worker processes, apart from the "
+        "senders (needs --client-processes; Python viewers are GIL-bound in one process)",
     )
     bench.add_argument(
         "--janus",

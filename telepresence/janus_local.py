@@ -11,6 +11,7 @@ the VideoRoom's ``admin_key`` is the same secret, as in the deployment configura
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -151,6 +152,13 @@ class LocalJanus:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, s) the running Janus has used."""
+        if self.process is None:
+            return 0.0
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def restart(self) -> None:
         self.stop()

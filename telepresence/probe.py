@@ -22,6 +22,7 @@ class FrameProbe:
     record_path: Path | None = None
     record_fps: float = 30.0
     seat: int = 0  # the seat measured and recorded (a sender's: the one showing its own avatar)
+    keep_unsent: bool = False  # record decode times of seqs it was not told were sent
     sent_at: dict[int, float] = field(default_factory=dict)  # seq -> time.time() at capture
     latencies_ms: list[float] = field(default_factory=list)
     decoded_at: dict[int, float] = field(default_factory=dict)  # seq -> first decode time
@@ -51,6 +52,8 @@ class FrameProbe:
             self.distinct_seqs.add(seq)
             if seq in self.sent_at:
                 self.latencies_ms.append((now - self.sent_at[seq]) * 1e3)
+                self.decoded_at[seq] = now
+            elif self.keep_unsent:  # the sender is in another process: matched afterwards
                 self.decoded_at[seq] = now
         if self.record_path is not None:
             self._record(frame.to_ndarray(format="rgb24"))
