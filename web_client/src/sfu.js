@@ -35,6 +35,7 @@ export class SfuViewer {
     this.feeds = [];
     this.seatOfMid = new Map();
     this.followTimer = null;
+    this.connected = false; // the Janus session exists
     this.closed = false;
   }
 
@@ -48,10 +49,14 @@ export class SfuViewer {
       this.janus = new Janus({
         server: this.media.url,
         token: this.media.token,
-        success: resolve,
+        success: () => {
+          this.connected = true;
+          resolve();
+        },
         error: (cause) => {
-          reject(new Error(`The SFU is unreachable: ${cause}`));
-          this.lost(`The SFU connection was lost (${cause})`);
+          // before the session exists: start() fails (the caller retries); later: lost
+          if (!this.connected) reject(new Error(`The SFU is unreachable: ${cause}`));
+          else this.lost(`The SFU connection was lost (${cause})`);
         },
       });
     });
