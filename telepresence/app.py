@@ -287,11 +287,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await _serve_created(app, runner)
         tasks.append(asyncio.create_task(runner.run()))
     bridge = app.get(SFU)
-    if bridge is not None:
-        tasks.append(asyncio.create_task(bridge.run()))
+    publishing = asyncio.create_task(bridge.run()) if bridge is not None else None
     yield
-    if bridge is not None:
-        await bridge.close()
+    if publishing is not None:  # unpublished before the streams it sends close
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
     await app[PEERS].close_all()
     for task in tasks:
         task.cancel()

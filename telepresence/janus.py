@@ -10,10 +10,11 @@ Rooms and secrets: a telepresence room ``R`` is the VideoRoom :func:`janus_room`
 of the name), created with a room secret and a pin derived from the Janus secret the receivers
 hold (``--janus-secret``: Janus's ``token_auth_secret`` and the VideoRoom's ``admin_key``).
 Every request to Janus needs a signed token; a viewer admitted by telepresence gets one with the
-room's pin from :meth:`JanusBridge.room_media`. A publisher's display name carries a signature
-only holders of the secret can make; receivers list a room's publishers, kick any without a
-valid signature and tell viewers only the signed feeds. Two receivers with the same secret can
-publish into one room, and every viewer of it sees every avatar.
+room's pin from :meth:`JanusBridge.room_media`. Only a participant with the room's publisher
+token (derived from the secret; the VideoRoom's ``allowed`` list, which Janus checks for
+publishers only) may join as a publisher: a viewer's pin subscribes, never publishes. A
+publisher's display name is signed too, and viewers are told only signed feeds. Two receivers
+with the same secret publish into one room, and every viewer of it sees every avatar.
 
 Janus restarts: a receiver notices its session is gone (the long poll fails) and publishes
 again into a new session with the same feed ids; viewers resubscribe (docs/architecture.md).
@@ -28,19 +29,21 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from telepresence.config import SfuConfig
 from telepresence.encode import CODECS, negotiated_video_codecs, watch_rtcp
-from telepresence.janus_api import JanusError, JanusHandle, JanusSession, signed_token
+from telepresence.janus_api import JanusError, JanusGone, JanusHandle, JanusSession, signed_token
 from telepresence.metrics import Metrics
 from telepresence.rooms import Participant, RoomRegistry
 from telepresence.tracks import PublishedTrack
 
 log = logging.getLogger(__name__)
 
+LISTING_S = 0.5  # /media answers from a room listing at most this old
 SYNC_S = 0.5  # how often the bridge compares what it publishes with who is sending
 RETRY_S = (0.5, 5.0)  # reconnecting to Janus: first and longest wait
 OWN_TOKEN_TTL_S = 120.0  # the receiver signs a fresh token for every request
@@ -68,17 +71,24 @@ def room_pin(secret: str, room: str) -> str:
 
 
 def room_secret(secret: str, room: str) -> str:
-    """What editing the VideoRoom needs (kicking a publisher): only receivers have it."""
+    """What editing the VideoRoom needs (kicking, destroying): only receivers have it."""
     return _derived(secret, "room secret", room)
 
 
-def feed_display(
-    secret: str, room: str, feed: int, participant: str, receiver: str, avatar: str
-) -> str:
-    """A publisher's display name: who it shows, signed with the Janus secret."""
-    signature = _derived(secret, "feed", room, str(feed), participant, receiver, avatar)
-    display = {"participant": participant, "receiver": receiver, "avatar": avatar}
-    return json.dumps({**display, "signature": signature}, separators=(",", ":"))
+def publisher_token(secret: str, room: str) -> str:
+    """The VideoRoom's one ``allowed`` token: what joining it as a publisher needs."""
+    return _derived(secret, "publisher", room)
+
+
+FEED_FIELDS = ("participant", "receiver", "avatar", "generation")
+
+
+def feed_display(secret: str, room: str, feed: int, **fields: str) -> str:
+    """A publisher's display name: who it shows (FEED_FIELDS; ``generation`` changes with every
+    publish, so viewers notice a feed published again under its id), signed with the secret."""
+    who = [fields[key] for key in FEED_FIELDS]
+    signature = _derived(secret, "feed", room, str(feed), *who)
+    return json.dumps({**fields, "signature": signature}, separators=(",", ":"))
 
 
 def signed_feed(secret: str, room: str, entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -87,23 +97,29 @@ def signed_feed(secret: str, room: str, entry: dict[str, Any]) -> dict[str, Any]
     try:
         display = json.loads(str(entry.get("display", "")))
         feed = int(entry["id"])
-        who = [str(display[key]) for key in ("participant", "receiver", "avatar")]
+        who = [str(display[key]) for key in FEED_FIELDS]
         expected = _derived(secret, "feed", room, str(feed), *who)
         if not hmac.compare_digest(expected, str(display["signature"])):
             return None
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return {"feed": feed, **dict(zip(("participant", "receiver", "avatar"), who, strict=True))}
+    return {"feed": feed, **dict(zip(FEED_FIELDS, who, strict=True))}
 
 
 class _Publisher:
     """One sender's avatar stream published into its VideoRoom: a handle and a sendonly peer."""
 
     def __init__(
-        self, participant: Participant, handle: JanusHandle, pc: RTCPeerConnection, avatar: str
+        self,
+        participant: Participant,
+        handle: JanusHandle,
+        pc: RTCPeerConnection,
+        avatar: str,
+        generation: str,
     ) -> None:
         self.participant, self.handle, self.pc = participant, handle, pc
         self.avatar = avatar  # what its display name says (the sender may switch avatars)
+        self.generation = generation
 
     @property
     def alive(self) -> bool:
@@ -116,7 +132,16 @@ class _Publisher:
         with contextlib.suppress(JanusError):
             await self.handle.request({"request": "unpublish"})
         await self.handle.detach()
-        await self.pc.close()
+        await _close_peer(self.pc)
+
+
+async def _close_peer(pc: RTCPeerConnection) -> None:
+    """Close a publisher's peer and stop its tracks (aiortc leaves them running: a live
+    PublishedTrack would stay subscribed to its stream)."""
+    for sender in pc.getSenders():
+        if sender.track is not None:
+            sender.track.stop()
+    await pc.close()
 
 
 class JanusBridge:
@@ -132,9 +157,10 @@ class JanusBridge:
         self.receiver = secrets.token_hex(4)  # this process: part of its feeds' ids
         self._ice = ice
         self._session: JanusSession | None = None
-        self._control: JanusHandle | None = None  # rooms, listings, kicks
+        self._control: JanusHandle | None = None  # rooms and listings
         self._publishers: dict[str, _Publisher] = {}  # participant id -> its publisher
         self._rooms_made: set[str] = set()
+        self._listings: dict[str, tuple[float, asyncio.Future[list[dict[str, Any]]]]] = {}
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()  # set while a session with Janus is up
 
@@ -151,12 +177,13 @@ class JanusBridge:
         return int.from_bytes(digest[:6]) or 1
 
     async def run(self) -> None:
-        """Connect, publish, and reconnect whenever Janus goes away (until cancelled)."""
+        """Connect, publish, and reconnect whenever Janus goes away (until cancelled: then
+        everything is unpublished)."""
         wait, said = RETRY_S[0], ""
         while True:
             try:
                 session = await JanusSession.open(self.config.url, self._token)
-            except JanusError as error:
+            except Exception as error:  # JanusError mostly; whatever it is, retry
                 if str(error) != said:  # one line per new state, not one per retry
                     log.warning("SFU: %s; retrying", error)
                     said = str(error)
@@ -170,8 +197,8 @@ class JanusBridge:
                 self._session, self._control = session, await session.attach()
                 self.connected.set()
                 await self._keep_published(session)
-            except JanusError as error:
-                log.warning("SFU: %s; reconnecting", error)
+            except Exception as error:  # a session that fails is started again
+                log.warning("SFU: %s; reconnecting", error or type(error).__name__)
                 self.metrics.inc("sfu_errors_total", kind="session")
             finally:
                 self.connected.clear()
@@ -196,7 +223,7 @@ class JanusBridge:
         }
         for participant_id, gone in list(self._publishers.items()):
             if participant_id not in sending or not gone.alive:
-                del self._publishers[participant_id]
+                self._publishers.pop(participant_id, None)
                 await gone.close()
         for participant_id, participant in sending.items():
             publisher = self._publishers.get(participant_id)
@@ -205,11 +232,11 @@ class JanusBridge:
             if publisher is None:
                 try:
                     self._publishers[participant_id] = await self._publish(session, participant)
-                except JanusError as error:
+                except JanusGone:
+                    raise
+                except Exception as error:  # aiortc or Janus: tried again at the next sync
                     log.warning("SFU: cannot publish %s: %s", participant_id, error)
                     self.metrics.inc("sfu_errors_total", kind="publish")
-        for room in {p.room for p in sending.values()}:
-            await self._kick_unsigned(room)
 
     async def _ensure_room(self, room: str) -> None:
         if room in self._rooms_made or self._control is None:
@@ -223,6 +250,7 @@ class JanusBridge:
                     "admin_key": secret,
                     "secret": room_secret(secret, room),
                     "pin": room_pin(secret, room),
+                    "allowed": [publisher_token(secret, room)],  # publishers only (433 else)
                     "is_private": True,  # not listed to whoever asks Janus for its rooms
                     "publishers": self.config.max_publishers,
                     "videocodec": "vp8,h264",
@@ -239,6 +267,7 @@ class JanusBridge:
         await self._ensure_room(participant.room)
         room, secret = participant.room, self.config.secret
         feed = self.feed_id(participant.id)
+        generation = secrets.token_hex(4)
         handle = await session.attach()
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice))
         try:
@@ -248,8 +277,9 @@ class JanusBridge:
                     "ptype": "publisher",
                     "room": janus_room(room),
                     "pin": room_pin(secret, room),
+                    "token": publisher_token(secret, room),
                     "id": feed,
-                    "display": self._display(participant),
+                    "display": self._display(participant, generation),
                 }
             )
             track = PublishedTrack(participant.stream, "vp8")
@@ -266,24 +296,33 @@ class JanusBridge:
             await pc.setRemoteDescription(RTCSessionDescription(event.jsep["sdp"], "answer"))
             watch_rtcp(sender, track.request_keyframe, track.set_bitrate)
         except BaseException:
-            await pc.close()
+            await _close_peer(pc)
             await handle.detach()
             raise
         self.metrics.inc("sfu_publishers_total")
         log.info("SFU: publishing %s as feed %d in room %r", participant.id, feed, room)
-        return _Publisher(participant, handle, pc, participant.avatar_id or "")
+        return _Publisher(participant, handle, pc, participant.avatar_id or "", generation)
 
-    def _display(self, participant: Participant) -> str:
-        room, feed = participant.room, self.feed_id(participant.id)
-        avatar = participant.avatar_id or ""
-        return feed_display(self.config.secret, room, feed, participant.id, self.receiver, avatar)
+    def _display(self, participant: Participant, generation: str) -> str:
+        return feed_display(
+            self.config.secret,
+            participant.room,
+            self.feed_id(participant.id),
+            participant=participant.id,
+            receiver=self.receiver,
+            avatar=participant.avatar_id or "",
+            generation=generation,
+        )
 
     async def _rename(self, publisher: _Publisher) -> None:
         """The sender switched avatars: its feed's display name says so (viewers' labels)."""
         participant = publisher.participant
         try:
             await publisher.handle.message(
-                {"request": "configure", "display": self._display(participant)}
+                {
+                    "request": "configure",
+                    "display": self._display(participant, publisher.generation),
+                }
             )
         except JanusError as error:
             log.warning("SFU: cannot rename %s's feed: %s", participant.id, error)
@@ -303,28 +342,7 @@ class JanusBridge:
             raise
         return list(answer.get("participants", []))
 
-    async def _kick_unsigned(self, room: str) -> None:
-        """Kick every participant of ``room`` that no receiver signed (someone with a viewer's pin
-        who joined as a publisher), before or after it publishes."""
-        if self._control is None:
-            return
-        for entry in await self._participants(room):  # publishers, and who joined to publish
-            if signed_feed(self.config.secret, room, entry) is None:
-                with contextlib.suppress(JanusError):
-                    await self._control.request(
-                        {
-                            "request": "kick",
-                            "room": janus_room(room),
-                            "secret": room_secret(self.config.secret, room),
-                            "id": entry.get("id"),
-                        }
-                    )
-                self.metrics.inc("sfu_kicked_total")
-                log.warning("SFU: kicked an unsigned publisher from room %r", room)
-
-    async def room_media(self, room: str) -> dict[str, Any]:
-        """Where viewers of ``room`` get its avatars: Janus's URL, the VideoRoom, its pin, a
-        token for the viewer, and the signed feeds (from every receiver) in join order."""
+    async def _list_feeds(self, room: str) -> list[dict[str, Any]]:
         try:
             entries = await self._participants(room)
         except JanusError as error:
@@ -335,7 +353,23 @@ class JanusBridge:
             if entry.get("publisher")  # its media flows
             and (feed := signed_feed(self.config.secret, room, entry)) is not None
         ]
-        feeds.sort(key=lambda feed: feed["feed"])  # the same order at every poll
+        return sorted(feeds, key=lambda feed: feed["feed"])  # the same order at every poll
+
+    async def _feeds(self, room: str) -> list[dict[str, Any]]:
+        """The room's signed feeds, listed at most once per LISTING_S however many viewers ask
+        (each one polls every second)."""
+        now = time.monotonic()
+        cached = self._listings.get(room)
+        if cached is None or now - cached[0] >= LISTING_S:
+            for stale in [r for r, (at, _) in self._listings.items() if now - at >= LISTING_S]:
+                del self._listings[stale]
+            cached = self._listings[room] = (now, asyncio.ensure_future(self._list_feeds(room)))
+        return await asyncio.shield(cached[1])
+
+    async def room_media(self, room: str) -> dict[str, Any]:
+        """Where viewers of ``room`` get its avatars: Janus's URL, the VideoRoom, its pin, a
+        token for the viewer, and the signed feeds (from every receiver)."""
+        feeds = await self._feeds(room)
         return {
             "kind": "janus",
             "url": self.config.viewer_url,
@@ -352,7 +386,3 @@ class JanusBridge:
         for publisher in publishers:
             with contextlib.suppress(JanusError):
                 await publisher.close()
-
-    async def close(self) -> None:
-        """Unpublish everything (the caller cancels :meth:`run`)."""
-        await self._unpublish_all()

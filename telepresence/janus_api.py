@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from typing import Any
 
 import aiohttp
 
+log = logging.getLogger(__name__)
+
 VIDEOROOM = "janus.plugin.videoroom"
 POLL_EVENTS = 10  # events per long poll
+EVENTS_KEPT = 64  # unsolicited events a handle keeps
 POLL_TIMEOUT_S = 40.0  # Janus answers an idle long poll after 30 s with a keepalive
 REQUEST_TIMEOUT_S = 10.0
 GONE = (458, 459)  # no such session / no such handle: Janus restarted or timed us out
@@ -62,7 +66,8 @@ class JanusHandle:
     def __init__(self, session: JanusSession, handle_id: int) -> None:
         self.session = session
         self.id = handle_id
-        self.events: asyncio.Queue[PluginEvent] = asyncio.Queue()  # not an answer to a request
+        # events that answer no request (the newest EVENTS_KEPT)
+        self.events: asyncio.Queue[PluginEvent] = asyncio.Queue(EVENTS_KEPT)
         self.hung_up = asyncio.Event()  # Janus closed this handle's PeerConnection
 
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -125,10 +130,13 @@ class JanusSession:
         session = cls(aiohttp.ClientSession(), url, token)
         try:
             reply = await session.post("", {"janus": "create"}, in_session=False)
+            session.id = int(reply["data"]["id"])
+        except (KeyError, TypeError, ValueError):
+            await session.http.close()
+            raise JanusError(f"{url} did not answer like Janus: is it a Janus server?") from None
         except BaseException:
             await session.http.close()
             raise
-        session.id = int(reply["data"]["id"])
         session._poll = asyncio.create_task(session._long_poll())
         return session
 
@@ -157,8 +165,8 @@ class JanusSession:
                 async with self.http.post(url, json=body) as response:
                     reply = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            self.gone.set()
-            raise JanusGone(f"cannot reach Janus at {self.url}: {error or 'timed out'}") from None
+            # one failed request is not a lost session: the long poll says when it is
+            raise JanusError(f"cannot reach Janus at {self.url}: {error or 'timed out'}") from None
         return self._checked(reply)
 
     def _checked(self, reply: Any) -> Any:
@@ -182,7 +190,11 @@ class JanusSession:
                         reply = await response.json(content_type=None)
                 for event in reply if isinstance(reply, list) else [reply]:
                     self._dispatch(self._checked(event))
-        except (aiohttp.ClientError, TimeoutError, ValueError, JanusError):
+        except (
+            Exception
+        ) as error:  # whatever ends the poll (Janus gone, a bad reply) ends the session
+            log.info("Janus session %s ended: %s", self.id, error or type(error).__name__)
+        finally:
             self.gone.set()
             for answer in self._waiting.values():
                 if not answer.done():
@@ -199,7 +211,9 @@ class JanusSession:
         answer = self._waiting.get(str(event.get("transaction")))
         if answer is not None and not answer.done():
             answer.set_result(found)
-        elif handle is not None:
+        elif handle is not None:  # room notifications nobody may read: keep the newest
+            if handle.events.full():
+                handle.events.get_nowait()
             handle.events.put_nowait(found)
 
     async def close(self) -> None:

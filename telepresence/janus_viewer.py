@@ -32,6 +32,11 @@ RETRY_S = 0.5
 MediaFetcher = Callable[[], Awaitable[dict[str, Any]]]
 
 
+def _published(feed: dict[str, Any]) -> tuple[int, str]:
+    """A feed as published: its id and generation (a feed published again has a new one)."""
+    return int(feed["feed"]), str(feed.get("generation", ""))
+
+
 class JanusViewer:
     """A view-only participant receiving up to ``seats`` avatars of a room from Janus."""
 
@@ -66,6 +71,9 @@ class JanusViewer:
                 await self._unsubscribe()
                 if time.monotonic() > deadline:
                     raise ClientError(f"cannot subscribe through Janus: {error}") from None
+            except ClientError:  # the receiver answers 503 while it reconnects to Janus
+                if time.monotonic() > deadline:
+                    raise
             if time.monotonic() > deadline:
                 raise ClientError(f"no avatar to watch in this room within {timeout:g} s")
             await asyncio.sleep(RETRY_S)
@@ -146,15 +154,15 @@ class JanusViewer:
                 media = await self.fetch_media()
             except ClientError:
                 continue  # the receiver itself is reconnecting to Janus
-            wanted = [feed["feed"] for feed in media.get("feeds", [])][: self.seats]
-            if self._healthy() and wanted == [feed["feed"] for feed in self.feeds]:
+            wanted = [_published(feed) for feed in media.get("feeds", [])][: self.seats]
+            if self._healthy() and wanted == [_published(feed) for feed in self.feeds]:
                 continue
-            log.info("resubscribing: feeds %s -> %s", [f["feed"] for f in self.feeds], wanted)
+            log.info("resubscribing: feeds %s -> %s", [_published(f) for f in self.feeds], wanted)
             await self._unsubscribe()
             if wanted:
                 try:
                     await self._subscribe(media)
-                except JanusError as error:
+                except Exception as error:  # Janus or aiortc: tried again a second later
                     log.info("resubscribing failed (%s); retrying", error)
                     await self._unsubscribe()
 

@@ -36,6 +36,7 @@ export class SfuViewer {
     this.seatOfMid = new Map();
     this.followTimer = null;
     this.connected = false; // the Janus session exists
+    this.following = false;
     this.closed = false;
   }
 
@@ -119,23 +120,30 @@ export class SfuViewer {
   }
 
   async follow() {
-    if (this.closed) return;
-    let media;
+    if (this.closed || this.following) return; // one check at a time (a slow answer)
+    this.following = true;
     try {
-      media = await this.fetchMedia();
-    } catch {
-      return; // the receiver itself is reconnecting to the SFU: ask again
-    }
-    const wanted = (media.feeds ?? []).slice(0, this.seats).map((feed) => feed.feed);
-    const have = this.feeds.map((feed) => feed.feed);
-    if (wanted.join() === have.join()) return;
-    this.detachHandle();
-    this.seatOfMid.clear();
-    this.media = media;
-    try {
-      await this.subscribe(media.feeds);
-    } catch (error) {
-      this.lost(error.message);
+      let media;
+      try {
+        media = await this.fetchMedia();
+      } catch {
+        return; // the receiver itself is reconnecting to the SFU: ask again
+      }
+      if (this.closed) return;
+      // a feed published again (after a Janus restart or a failure) has a new generation
+      const key = (feed) => `${feed.feed}:${feed.generation}`;
+      const wanted = (media.feeds ?? []).slice(0, this.seats).map(key);
+      if (wanted.join() === this.feeds.map(key).join()) return;
+      this.detachHandle();
+      this.seatOfMid.clear();
+      this.media = media;
+      try {
+        await this.subscribe(media.feeds);
+      } catch (error) {
+        this.lost(error.message);
+      }
+    } finally {
+      this.following = false;
     }
   }
 
