@@ -31,7 +31,7 @@ from telepresence.app import AVATARS, create_app, runner_options
 from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
 from telepresence.config import CPU_DETAIL, ServerConfig, SfuConfig
-from telepresence.ice import local_addresses, restrict_host_addresses
+from telepresence.ice import check_consent, local_addresses, restrict_host_addresses
 from telepresence.janus_local import local_janus
 from telepresence.janus_viewer import JanusViewer
 from telepresence.jobs import JobLimits, JobRecipe
@@ -154,6 +154,7 @@ def _loopback_host(host: str | None) -> bool:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     config = _server_config(args)
+    check_consent()  # a vanished peer frees its session slot in seconds, not ~30 s
     if args.ice_host_address:
         restrict_host_addresses(args.ice_host_address)
     elif _loopback_host(config.host):  # a local server: keep media on this machine too

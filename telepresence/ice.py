@@ -5,6 +5,10 @@ per-connection option to choose them. ``restrict_host_addresses`` replaces its a
 for the whole process: a server for local demos and the tests use ``["127.0.0.1"]`` so that
 media stays on loopback. Call it once at start-up, before any peer connection exists.
 
+A peer whose machine vanishes (no DTLS or SCTP goodbye) is noticed only by ICE consent
+freshness (RFC 7675): aioice checks every 5 s and gives up after 6 failures, ~30 s during which
+it holds a session slot. ``check_consent`` makes that a few seconds, process-wide.
+
 Janus (libnice) never offers loopback candidates: a local Janus's media is on the machine's
 main address, so peers that talk to one offer :func:`machine_address` as well.
 """
@@ -24,6 +28,18 @@ def restrict_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+CONSENT_INTERVAL_S = 0.5  # the server's consent checks (aioice: 5 s)
+CONSENT_FAILURES = 5  # in a row before a peer counts as gone (aioice: 6): ~5 s
+
+
+def check_consent(interval_s: float = CONSENT_INTERVAL_S, failures: int = CONSENT_FAILURES) -> None:
+    """ICE consent checks every ``interval_s`` (±20 %), a peer gone after ``failures`` misses in
+    a row. A miss is a check unanswered in ~0.5 s: at 5 % packet loss, five in a row happen
+    about once in 3 million checks (once in two months of a session)."""
+    aioice.ice.CONSENT_INTERVAL = interval_s  # type: ignore[assignment]  # aioice types it int
+    aioice.ice.CONSENT_FAILURES = failures
 
 
 def machine_address() -> str | None:

@@ -149,6 +149,36 @@ async def test_a_vanishing_peer_frees_its_resources() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loopback_ice")
+async def test_a_peer_whose_machine_vanishes_frees_its_slot_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No DTLS or SCTP goodbye, no packet at all: only ICE consent notices (check_consent, as
+    `telepresence serve` sets it; aioice's own ~30 s without it)."""
+    import aioice.ice
+
+    from telepresence.app import PEERS
+    from telepresence.ice import check_consent
+
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", aioice.ice.CONSENT_INTERVAL)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", aioice.ice.CONSENT_FAILURES)
+    check_consent()
+    async with running_server() as server:
+        sender = TelepresenceClient(url(server), "room", "sender", seats=1)
+        await sender.connect()
+        await sender.wait_channels()
+        await _stream(sender, np.ones(16), 1, 0.5)
+        ice = sender.pc.sctp.transport.transport  # the client's machine is unplugged:
+        for protocol in ice._connection._protocols:  # its ICE sockets close silently
+            protocol.transport.close()
+        gone = time.monotonic()
+        await _until(lambda: server.app[PEERS].active == 0, timeout=20)
+        freed_s = time.monotonic() - gone
+        await sender.close()
+    assert freed_s < 8, freed_s  # measured 4.9 s (30.0 s with aioice's defaults)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
 async def test_garbage_on_the_channels_is_refused_while_others_keep_streaming() -> None:
     from npga.codes import HEADER_SIZE, encode_frame
     from telepresence.app import METRICS
