@@ -16,13 +16,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from telepresence.janus_api import JanusError, JanusHandle, JanusSession
 from telepresence.jitter import decode_on_marker
-from telepresence.sender import ClientError, ClientStats, FrameCallback
+from telepresence.sender import ClientError, ClientStats, FrameCallback, receive_frames
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +114,8 @@ class JanusViewer:
         def on_track(track: MediaStreamTrack) -> None:
             transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
             seat = seat_of_mid.get(str(transceiver.mid) if transceiver else "", 0)
-            self._receivers.append(asyncio.ensure_future(self._receive(seat, track)))
+            receiving = receive_frames(seat, track, self.stats, self.on_frame)
+            self._receivers.append(asyncio.ensure_future(receiving))
 
         await pc.setRemoteDescription(RTCSessionDescription(event.jsep["sdp"], "offer"))
         for transceiver in pc.getTransceivers():
@@ -127,14 +126,6 @@ class JanusViewer:
         )
         self.subscriptions += 1
         self._handle = handle
-
-    async def _receive(self, seat: int, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.stats.frames_received[seat] = self.stats.frames_received.get(seat, 0) + 1
-                if self.on_frame is not None and isinstance(frame, av.VideoFrame):
-                    self.on_frame(seat, frame)
 
     def _healthy(self) -> bool:
         session, pc, handle = self._session, self.pc, self._handle

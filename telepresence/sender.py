@@ -46,6 +46,19 @@ class ClientStats:
     server: dict[str, Any] = field(default_factory=dict)  # the last ctrl stats reply
 
 
+async def receive_frames(
+    seat: int, track: MediaStreamTrack, stats: ClientStats, on_frame: FrameCallback | None
+) -> None:
+    """Decode ``track`` (seat ``seat``) until it ends: counted in ``stats``, each video frame
+    handed to ``on_frame``."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            stats.frames_received[seat] = stats.frames_received.get(seat, 0) + 1
+            if on_frame is not None and isinstance(frame, av.VideoFrame):
+                on_frame(seat, frame)
+
+
 class TelepresenceClient:
     """One participant. ``seats`` recvonly video transceivers are offered (DESIGN: the server
     attaches one avatar track to each; a ``seats`` ctrl message says who is in which)."""
@@ -240,12 +253,7 @@ class TelepresenceClient:
         self._receivers.append(asyncio.ensure_future(self._receive(seat, track)))
 
     async def _receive(self, seat: int, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.stats.frames_received[seat] = self.stats.frames_received.get(seat, 0) + 1
-                if self.on_frame is not None and isinstance(frame, av.VideoFrame):
-                    self.on_frame(seat, frame)
+        await receive_frames(seat, track, self.stats, self.on_frame)
 
     async def close(self) -> None:
         await self.pc.close()

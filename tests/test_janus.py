@@ -21,7 +21,8 @@ from telepresence.janus_api import JanusError, JanusSession, signed_token
 from telepresence.janus_local import LocalJanus
 from telepresence.janus_viewer import JanusViewer
 from telepresence.sender import TelepresenceClient
-from test_server_media import FrameLog, frame
+from test_server_media import FrameLog
+from test_server_media import _stream as stream
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,15 +37,6 @@ async def until(predicate, timeout: float = 15.0, what: str = "the condition") -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-async def stream(client: TelepresenceClient, code: np.ndarray, seq: int, seconds: float) -> int:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        client.send_frame(frame(seq, code))
-        seq += 1
-        await asyncio.sleep(1 / 30)
-    return seq
 
 
 async def sender(stack: AsyncExitStack, server_url: str, room: str, avatar: str):
