@@ -165,15 +165,29 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return metadata
 
 
+MAX_IMAGE_SIDE = 8192  # pixels, a bundle's default camera
+
+
 def _read_camera(data: Any, where: str) -> Cameras:
     if not isinstance(data, dict):
         raise BundleError(f"{where}: field 'default_camera' must be an object")
     width = _require(data, "width", int, where + " default_camera")
     height = _require(data, "height", int, where + " default_camera")
-    if width < 1 or height < 1:
-        raise BundleError(f"{where}: field 'default_camera' has a non-positive image size")
+    if not (1 <= width <= MAX_IMAGE_SIDE and 1 <= height <= MAX_IMAGE_SIDE):
+        raise BundleError(
+            f"{where}: field 'default_camera' has image size {width}x{height}; each side must "
+            f"be 1-{MAX_IMAGE_SIDE}"
+        )
     w2c = _matrix(data.get("world_to_cam"), (4, 4), where, "default_camera.world_to_cam")
     k = _matrix(data.get("intrinsics"), (3, 3), where, "default_camera.intrinsics")
+    focal_ok = float(k[0, 0]) > 0 and float(k[1, 1]) > 0
+    if not focal_ok or k[2].tolist() != [0.0, 0.0, 1.0] or float(k[1, 0]) != 0.0:
+        raise BundleError(
+            f"{where}: field 'default_camera.intrinsics' is not a camera matrix "
+            "[[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0"
+        )
+    if torch.linalg.det(w2c[:3, :3]).abs().item() < 1e-6 or w2c[3].tolist() != [0, 0, 0, 1]:
+        raise BundleError(f"{where}: field 'default_camera.world_to_cam' is not a rigid transform")
     return Cameras(w2c[None], k[None], width, height)
 
 
@@ -276,6 +290,12 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> AvatarB
         raise BundleError(
             f"{directory / TENSORS_FILE}: tensor 'prior.neighbor_index' points outside the "
             f"{config.num_landmarks} landmarks"
+        )
+    weight = tensors["prior.neighbor_weight"]
+    if weight.numel() and (float(weight.min()) < 0 or float(weight.sum(dim=1).max()) > 1.001):
+        raise BundleError(
+            f"{directory / TENSORS_FILE}: tensor 'prior.neighbor_weight' has rows that are "
+            "negative or sum to more than 1 (they blend landmark motion)"
         )
     avatar.load_state_dict(tensors)
     return AvatarBundle(avatar.to(device).eval(), camera.to(device), summary, calibration)

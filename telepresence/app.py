@@ -21,10 +21,11 @@ from npga.render import resolve_device
 from telepresence.auth import TokenError, verify_token
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
+from telepresence.connections import CappedAppRunner
 from telepresence.creation import CreationApi
 from telepresence.janus import JanusBridge, SfuUnavailable
 from telepresence.jobs import NAME_PATTERN, Job, JobRefused, JobRunner, JobStore
-from telepresence.metrics import Metrics
+from telepresence.metrics import Metrics, process_gauges
 from telepresence.peers import (
     CTRL_REPLIES,
     CTRL_REQUESTS,
@@ -121,7 +122,11 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     registry = app[METRICS]
     registry.set("sessions_active", app[PEERS].active)
+    registry.set("sessions_connected", app[PEERS].connected)
     registry.set("rooms_active", len(app[ROOMS].rooms))
+    registry.set("asyncio_tasks", len(asyncio.all_tasks()))
+    for name, value in process_gauges().items():
+        registry.set(name, value)
     return web.Response(text=registry.render(), content_type="text/plain")
 
 
@@ -211,11 +216,17 @@ async def ice(request: web.Request) -> web.Response:
     )
 
 
-def runner_options(config: ServerConfig) -> dict[str, Any]:
-    """How the HTTP server treats connections (``web.AppRunner(app, **runner_options(c))``):
-    one that has not sent a complete request within ``idle_connection_seconds`` (half-open, a
-    slow header, idle keep-alive) is closed."""
-    return {"keepalive_timeout": config.limits.idle_connection_seconds}
+def server_runner(app: web.Application) -> web.AppRunner:
+    """The runner to serve ``app`` with: at most ``max_connections`` HTTP connections at once,
+    and one that has not sent a complete request within ``idle_connection_seconds``
+    (half-open, a slow header, idle keep-alive) is closed."""
+    limits = app[CONFIG].limits
+    return CappedAppRunner(
+        app,
+        limits.max_connections,
+        app[METRICS],
+        keepalive_timeout=limits.idle_connection_seconds,
+    )
 
 
 async def offer(request: web.Request) -> web.Response:
@@ -337,8 +348,9 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     avatars = avatars or AvatarRegistry.load(
         config.avatar_dirs, resolve_device(config.device), config.resolution, config.render_detail
     )
-    app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[RefusalLog().middleware])
     metrics_registry = Metrics()
+    refusals = RefusalLog(metrics_registry)
+    app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[refusals.middleware])
     rooms = RoomRegistry(config.limits)
     app[CONFIG] = config
     app[AVATARS] = avatars

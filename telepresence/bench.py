@@ -32,7 +32,7 @@ import numpy as np
 from aiohttp import web
 from aiortc.stats import RTCTransportStats
 
-from telepresence.app import AVATARS, METRICS, TIMELINE, create_app, runner_options
+from telepresence.app import AVATARS, METRICS, TIMELINE, create_app, server_runner
 from telepresence.config import ServerConfig, SfuConfig
 from telepresence.ice import local_addresses, restrict_host_addresses
 from telepresence.janus_local import local_janus
@@ -408,7 +408,7 @@ async def _bench(
         if during_job is not None:
             config = replace(config, avatar_store=Path(store))
         app = create_app(config)
-        runner = web.AppRunner(app, **runner_options(config))
+        runner = server_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import shlex
+import statistics
 import sys
 import time
 import urllib.parse
@@ -27,7 +28,7 @@ from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
 from npga.tracking.sources import SourceError, open_source
-from telepresence.app import AVATARS, create_app, runner_options
+from telepresence.app import AVATARS, create_app, server_runner
 from telepresence.auth import ROLES, mint_token
 from telepresence.bench import run_bench
 from telepresence.config import CPU_DETAIL, ServerConfig, SfuConfig
@@ -36,6 +37,7 @@ from telepresence.janus_local import local_janus
 from telepresence.janus_viewer import JanusViewer
 from telepresence.jobs import JobLimits, JobRecipe
 from telepresence.probe import FrameProbe
+from telepresence.sctp_timers import quicken_sctp_retransmits
 from telepresence.sender import ClientError, TelepresenceClient
 from telepresence.sources import SendOptions, recording_frames, synthetic_frames, tracked_frames
 
@@ -79,6 +81,7 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
                 extra_args=tuple(shlex.split(args.job_create_args)),
             ),
             sfu=_sfu_config(args),
+            stamp_frames=args.measure_latency,
         )
     except ValueError as error:
         raise CliError(str(error)) from None
@@ -99,7 +102,7 @@ async def _serve(config: ServerConfig, demo_sender: bool) -> None:
         app = create_app(config)
     except (ValueError, RuntimeError) as error:
         raise CliError(str(error)) from None
-    runner = web.AppRunner(app, **runner_options(config))
+    runner = server_runner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
@@ -155,6 +158,7 @@ def _loopback_host(host: str | None) -> bool:
 def cmd_serve(args: argparse.Namespace) -> None:
     config = _server_config(args)
     check_consent()  # a vanished peer frees its session slot in seconds, not ~30 s
+    quicken_sctp_retransmits()  # a lost packet at connect costs 1 s, not 3 s
     if args.ice_host_address:
         restrict_host_addresses(args.ice_host_address)
     elif _loopback_host(config.host):  # a local server: keep media on this machine too
@@ -222,6 +226,28 @@ class _ProgressLine:
         )
 
 
+@dataclass
+class _LatencyReport:
+    """Every ``every`` s, the median e2e latency of the frames measured since (stamped frames:
+    ``serve --measure-latency``) goes to the server in a ctrl stats request."""
+
+    client: TelepresenceClient
+    probe: FrameProbe
+    every: float = 1.0
+    _last: float = field(default_factory=time.monotonic)
+    _measured: int = 0
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        fresh = self.probe.latencies_ms[self._measured :]
+        self._measured = len(self.probe.latencies_ms)
+        if fresh:
+            self.client.send_ctrl({"type": "stats", "e2e_ms": round(statistics.median(fresh), 1)})
+
+
 def _room_media(client: TelepresenceClient) -> Callable[[], Awaitable[dict[str, Any]]]:
     async def fetch() -> dict[str, Any]:
         media = await client.fetch_room_media()
@@ -240,6 +266,7 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
         args.server, args.room, role, avatar=args.avatar, token=args.token, seats=args.seats,
         framing=args.framing, ice_servers=tuple(args.ice_server or ()), on_frame=probe,
         ice_from_server=args.server_ice or args.relay_only, relay_only=args.relay_only,
+        reconnect=True,
     )  # fmt: skip
     try:
         avatars = {a["id"]: a for a in await client.fetch_avatars()}
@@ -266,10 +293,11 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
                 report.maybe()
         else:
             frames: AsyncIterator[ExpressionFrame] = await _frames(args, client, avatars[avatar_id])
-            report = _ProgressLine(client, probe)
+            report, latency = _ProgressLine(client, probe), _LatencyReport(client, probe)
             async for frame in frames:
                 probe.sent(frame.seq, frame.timestamp)
                 client.send_frame(frame)
+                latency.maybe()
                 own = client.own_seat()  # record and measure what this sender looks like
                 if own is not None:
                     probe.seat = own
@@ -284,6 +312,7 @@ async def _send(args: argparse.Namespace) -> dict[str, Any]:
     return {
         **probe.summary(),
         "frames_sent": stats.frames_sent,
+        "reconnects": stats.reconnects,
         "uplink_bytes_per_frame": round(stats.bytes_sent / max(stats.frames_sent, 1), 1),
         "server_errors": stats.ctrl_errors[:20],
     }
@@ -305,6 +334,8 @@ def cmd_send(args: argparse.Namespace) -> None:
     if _loopback_host(urllib.parse.urlsplit(args.server).hostname):
         # a local server (and a viewer's local Janus, whose media is on the main address)
         restrict_host_addresses(local_addresses() if args.view_only else ["127.0.0.1"])
+    check_consent()  # a lost network is noticed in seconds, and the client connects again
+    quicken_sctp_retransmits()
     role = "viewer" if args.view_only else "sender"
     print(f"joining room {args.room!r} at {args.server} as a {role}", file=sys.stderr, flush=True)
     try:
@@ -484,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(serve)
     serve.add_argument(
         "--demo-sender", action="store_true", help=f"move the default avatar in room {DEMO_ROOM!r}"
+    )
+    serve.add_argument(
+        "--measure-latency",
+        action="store_true",
+        help="stamp each frame's seq as a barcode in its top 16 rows: `telepresence send` then "
+        "measures its end-to-end latency exactly and reports it (/metrics: client_e2e_ms); "
+        "default: browsers report an estimate (client_e2e_estimate_ms)",
     )
     serve.set_defaults(run=cmd_serve)
 

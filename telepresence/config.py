@@ -21,6 +21,7 @@ class Limits:
     max_sdp_bytes: int = 64 * 1024  # an offer's SDP (a browser's with 5 sections: ~10 KB)
     video_seats: int = 4  # avatar video tracks a client may receive at most
     idle_connection_seconds: float = 15.0  # an HTTP connection without a complete request
+    max_connections: int = 512  # HTTP connections open at once (telepresence/connections.py)
     request_body_seconds: float = 10.0  # an offer's body must arrive within this
 
 

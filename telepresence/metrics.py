@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -83,3 +84,17 @@ class Metrics:
             lines.append(f"telepresence_{name}_sum {hist.total:g}")
             lines.append(f"telepresence_{name}_count {hist.count}")
         return "\n".join(lines) + "\n"
+
+
+def process_gauges() -> dict[str, float]:
+    """This process's resident memory and open file descriptors (Linux /proc; {} elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {
+        "process_resident_memory_bytes": resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        "process_open_fds": open_fds,
+    }

@@ -38,6 +38,7 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CTRL_REQUESTS = ("calibrate", "stats", "avatar", "framing")  # client -> server
 CTRL_REPLIES = ("ack", "stats", "avatar", "framing", "seats", "error")  # server -> client
 CONNECT_TIMEOUT_S = 30.0
+MAX_REPORTED_LATENCY_MS = 60_000.0
 
 
 class OfferError(Exception):
@@ -120,7 +121,12 @@ class PeerManager:
 
     @property
     def active(self) -> int:
+        """Peers that hold a session slot (connecting or connected)."""
         return len(self._peers)
+
+    @property
+    def connected(self) -> int:
+        return sum(pc.connectionState == "connected" for pc, _ in self._peers.values())
 
     async def handle_offer(self, room_name: str, request: OfferRequest) -> dict[str, str]:
         if not ROOM_NAME.fullmatch(room_name):  # no trailing newline ('$' would allow one)
@@ -295,6 +301,7 @@ class PeerManager:
         if kind == "calibrate":
             reply({"type": "ack", "of": "calibrate"})  # senders calibrate their own neutral
         elif kind == "stats":
+            self._observe_client_latency(participant, request)
             reply(
                 {
                     "type": "stats",
@@ -311,6 +318,20 @@ class PeerManager:
             self._switch_framing(participant, request.get("framing"))
         else:
             self._error(participant, "ctrl", f"unknown ctrl message type {kind!r}")
+
+    def _observe_client_latency(self, participant: Participant, request: dict[str, Any]) -> None:
+        """A stats request may carry the client's end-to-end latency of its own avatar
+        (``e2e_ms``: measured from stamped frames, or ``estimated`` from its parts): it goes
+        into the ``client_e2e_ms`` or ``client_e2e_estimate_ms`` histogram of /metrics."""
+        latency = request.get("e2e_ms")
+        if latency is None:
+            return
+        valid = isinstance(latency, int | float) and not isinstance(latency, bool)
+        if not valid or not 0.0 <= latency <= MAX_REPORTED_LATENCY_MS:  # NaN fails too
+            self._error(participant, "ctrl", f"'e2e_ms' must be 0-{MAX_REPORTED_LATENCY_MS:g}")
+            return
+        estimated = request.get("estimated") is True
+        self.metrics.observe("client_e2e_estimate_ms" if estimated else "client_e2e_ms", latency)
 
     def _switch_avatar(self, participant: Participant, avatar_id: Any) -> None:
         if participant.role != "sender":

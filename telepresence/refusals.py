@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from telepresence.metrics import Metrics
 from telepresence.rooms import TokenBucket
 
 log = logging.getLogger("telepresence.refused")
@@ -24,7 +25,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RefusalLog:
     """The aiohttp middleware that logs refusals (one per app: it holds the rate limit)."""
 
-    def __init__(self, lines_per_second: float = LINES_PER_SECOND) -> None:
+    def __init__(self, metrics: Metrics, lines_per_second: float = LINES_PER_SECOND) -> None:
+        self.metrics = metrics  # every refusal counts: refusals_total{status}
         self.bucket = TokenBucket(lines_per_second)
         self.unlogged = 0
 
@@ -41,6 +43,7 @@ class RefusalLog:
         return response
 
     def refused(self, request: web.Request, status: int, why: str) -> None:
+        self.metrics.inc("refusals_total", status=str(status))
         if not self.bucket.take():
             self.unlogged += 1
             return

@@ -29,6 +29,7 @@ from npga.tracking import ExpressionBasis
 from telepresence.jitter import decode_on_marker
 
 FrameCallback = Callable[[int, av.VideoFrame], None]
+RECONNECT_S = (0.5, 5.0)  # reconnecting: the first and the longest wait between offers
 
 
 class ClientError(RuntimeError):
@@ -44,6 +45,7 @@ class ClientStats:
     seats: list[dict[str, Any]] = field(default_factory=list)
     framing: str | None = None  # the framing the server last confirmed
     server: dict[str, Any] = field(default_factory=dict)  # the last ctrl stats reply
+    reconnects: int = 0  # new peer connections after a lost one (``reconnect=True``)
 
 
 async def receive_frames(
@@ -79,6 +81,7 @@ class TelepresenceClient:
         prefer_h264: bool = True,
         ice_from_server: bool = False,
         relay_only: bool = False,
+        reconnect: bool = False,
     ) -> None:
         self.server = server.rstrip("/")
         self.room = room
@@ -95,9 +98,14 @@ class TelepresenceClient:
         self.ice_servers = [RTCIceServer(urls=url) for url in ice_servers]
         self.ice_from_server = ice_from_server  # GET /api/ice (TURN credentials) before offering
         self.relay_only = relay_only  # iceTransportPolicy "relay": media only through TURN
+        # a lost connection (ICE consent failed: see ice.check_consent) is offered again, with
+        # backoff, until it is back or the client is closed
+        self.reconnect = reconnect
         self.pc = self._new_peer_connection()
         self._receivers: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
 
     def _new_peer_connection(self) -> RTCPeerConnection:
         policy = RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
@@ -108,7 +116,7 @@ class TelepresenceClient:
         self._ctrl = pc.createDataChannel("ctrl")
         self._ctrl.on("message", self._on_ctrl)
         pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_state)
+        pc.on("connectionstatechange", lambda: self._on_state(pc))
         return pc
 
     async def fetch_encoder(self, avatar: str) -> ExpressionBasis:
@@ -181,6 +189,13 @@ class TelepresenceClient:
                 answer = await response.json(content_type=None)
         except aiohttp.ClientError as error:
             raise ClientError(f"cannot reach {self.server}: {error}") from None
+        except ValueError:
+            raise ClientError(
+                f"{url} answered HTTP {response.status} without JSON: is this a telepresence "
+                "server?"
+            ) from None
+        if not isinstance(answer, dict):
+            raise ClientError(f"{url} answered HTTP {response.status} without a JSON object")
         if response.status != 200:
             raise ClientError(f"offer refused ({response.status}): {answer.get('error')}")
         self.participant = answer["participant"]
@@ -241,9 +256,36 @@ class TelepresenceClient:
                 return int(seat.get("seat", 0))
         return None
 
-    async def _on_state(self) -> None:
-        if self.pc.connectionState == "connected":
+    def _on_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.pc:  # a connection given up for a new one
+            return
+        if pc.connectionState == "connected":
             self._connected.set()
+        elif self._should_reconnect(pc.connectionState):
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    def _should_reconnect(self, state: str) -> bool:
+        """A connection that was up is lost, and nobody closed the client."""
+        lost = state in ("failed", "closed") and self._connected.is_set()
+        return lost and self.reconnect and not self._closed and self._reconnecting is None
+
+    async def _reconnect(self) -> None:
+        """Offer again until connected: waits RECONNECT_S[0] s, doubling to RECONNECT_S[1]."""
+        wait, longest = RECONNECT_S
+        while not self._closed:
+            await self.pc.close()
+            self.pc = self._new_peer_connection()
+            self._connected = asyncio.Event()
+            try:
+                await self.connect(timeout=10.0)
+                await self.wait_channels()
+            except ClientError:
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, longest)
+                continue
+            self.stats.reconnects += 1
+            break
+        self._reconnecting = None
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "video":
@@ -256,6 +298,11 @@ class TelepresenceClient:
         await receive_frames(seat, track, self.stats, self.on_frame)
 
     async def close(self) -> None:
+        self._closed = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         await self.pc.close()
         for task in self._receivers:
             task.cancel()

@@ -27,7 +27,7 @@ import pytest
 from aiohttp import web
 
 from server_fixtures import TEST_SERVER_CONFIG, small_registry
-from telepresence.app import WEB_CLIENT, create_app, runner_options
+from telepresence.app import WEB_CLIENT, create_app, server_runner
 from telepresence.config import Limits
 from telepresence.sender import TelepresenceClient
 from telepresence.sources import SendOptions, synthetic_frames
@@ -77,7 +77,7 @@ class ServerThread:
             config = replace(config, limits=limits)
         self.app = create_app(config, small_registry(config.resolution))
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(self.app, **runner_options(config))
+        self.runner = server_runner(self.app)
         self.port = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._tasks: list[asyncio.Future[Any]] = []

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from npga.bundle import AvatarBundle
 from npga.model import AvatarConfig, default_camera, synthetic_avatar
-from telepresence.app import create_app, runner_options
+from telepresence.app import create_app, server_runner
 from telepresence.avatars import AvatarRegistry
 from telepresence.config import ServerConfig
 from telepresence.jobs import JobRecipe
@@ -34,12 +36,19 @@ def small_registry(resolution: int = 64) -> AvatarRegistry:
     return AvatarRegistry.from_bundles(bundles, resolution)
 
 
+class _Server(TestServer):
+    """aiohttp's test server with the runner ``telepresence serve`` uses."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return server_runner(self.app)
+
+
 @asynccontextmanager
 async def running_server(**overrides: object) -> AsyncIterator[TestServer]:
     config = replace(TEST_SERVER_CONFIG, **overrides)  # type: ignore[arg-type]
     app = create_app(config, small_registry(config.resolution))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server(**runner_options(config))
+    server = _Server(app, host="127.0.0.1")
+    await server.start_server()
     try:
         yield server
     finally:

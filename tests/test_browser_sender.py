@@ -69,6 +69,10 @@ def test_browser_sender_drives_the_avatar(tmp_path: Path, face_video: Path) -> N
             page.click("#pause")
             wait_for_motion(page, 30, "the avatar to move again after resuming")
             resumed, _ = frame_motion(page, 3.0)
+            # the page reports its own avatar's latency estimate into the server's /metrics
+            reported = server.metric("telepresence_client_e2e_estimate_ms_count")
+            estimate_ms = server.metric("telepresence_client_e2e_estimate_ms_sum") / reported
+            assert reported >= 1 and 0 < estimate_ms < 2000, (reported, estimate_ms)
             page.screenshot(path=str(tmp_path / "sender.png"))
             state = sender_state(page)
             assert "You are driving: anna" in page.locator("#driving").inner_text()

@@ -152,6 +152,31 @@ BAD_BUNDLES: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         r"tensor 'prior\.neighbor_index' points outside",
     ),
+    "bad neighbour weights": (
+        lambda p: _edit_tensors(
+            p,
+            lambda t: t.update(
+                {"prior.neighbor_weight": torch.full_like(t["prior.neighbor_weight"], 5.0)}
+            ),
+        ),
+        r"tensor 'prior\.neighbor_weight' has rows that are negative or sum to more than 1",
+    ),
+    "a negative focal length": (
+        lambda p: _edit_json(
+            p, lambda d: d["default_camera"]["intrinsics"][0].__setitem__(0, -100.0)
+        ),
+        r"field 'default_camera\.intrinsics' is not a camera matrix",
+    ),
+    "a huge camera image": (
+        lambda p: _edit_json(p, lambda d: d["default_camera"].update(width=10**9)),
+        r"field 'default_camera' has image size 1000000000x\d+",
+    ),
+    "a camera that is not rigid": (
+        lambda p: _edit_json(
+            p, lambda d: d["default_camera"].update(world_to_cam=[[0.0] * 4] * 3 + [[0, 0, 0, 1]])
+        ),
+        r"field 'default_camera\.world_to_cam' is not a rigid transform",
+    ),
     "bad camera": (
         lambda p: _edit_json(p, lambda d: d["default_camera"].update(intrinsics=[[1, 2]])),
         r"field 'default_camera\.intrinsics' has shape",

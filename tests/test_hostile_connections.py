@@ -98,3 +98,26 @@ async def test_an_upload_that_stalls_is_refused_and_nothing_stays(tmp_path) -> N
         assert b"the upload stalled" in answer
         jobs = tmp_path / "jobs"
         assert not jobs.exists() or not any(jobs.iterdir())  # nothing half-uploaded stays
+
+
+@pytest.mark.asyncio
+async def test_connections_over_the_cap_are_closed_at_once_and_counted() -> None:
+    from telepresence.app import METRICS
+
+    capped = replace(TEST_SERVER_CONFIG.limits, max_connections=20, idle_connection_seconds=30)
+    async with running_server(limits=capped) as server, aiohttp.ClientSession() as http:
+        host, port = server.host, server.port
+        assert port is not None
+        held = [await asyncio.open_connection(host, port) for _ in range(20)]
+        await asyncio.sleep(0.2)  # accepted by the server's loop
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await _closed_by_server(reader, 2.0)  # the 21st: closed, nothing parsed
+        writer.close()
+        metrics = server.app[METRICS]  # type: ignore[index]
+        assert metrics.counter("refusals_total", status="connection_cap") >= 1
+        for _, held_writer in held[:5]:
+            held_writer.close()
+        await asyncio.sleep(0.2)
+        assert await _healthz_ms(http, url(server)) < 500  # room again: served
+        for _, held_writer in held[5:]:
+            held_writer.close()

@@ -51,6 +51,12 @@ async def test_health_avatars_encoder_and_metrics() -> None:
         assert missing.status == 404 and "unknown avatar 'zed'" in (await missing.json())["error"]
         text = await (await client.get("/metrics")).text()
         assert "telepresence_sessions_active 0" in text
+        assert "telepresence_sessions_connected 0" in text
+        assert 'telepresence_refusals_total{status="404"} 1' in text
+        gauges = dict(line.rsplit(" ", 1) for line in text.splitlines() if " " in line)
+        assert 1 <= float(gauges["telepresence_asyncio_tasks"]) < 1000
+        assert 50e6 < float(gauges["telepresence_process_resident_memory_bytes"]) < 20e9
+        assert float(gauges["telepresence_process_open_fds"]) >= 3
         assert (await client.get("/")).status == 200
     finally:
         await client.close()

@@ -269,3 +269,32 @@ async def test_tuned_h264_when_offered_and_vp8_as_the_fallback(
             await viewer.close()
     assert list(chosen.values()) == [codec]
     assert (frames.latest[0] < 200).mean() > 0.1  # decoded avatar frames
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loopback_ice")
+async def test_clients_report_their_latency_into_metrics() -> None:
+    """A stats request's ``e2e_ms`` (what the client measured or estimated) is counted in the
+    server's /metrics; a value that is not a latency is refused on ctrl."""
+    from telepresence.app import METRICS
+
+    async with running_server() as server:
+        metrics = server.app[METRICS]  # type: ignore[index]
+        sender = TelepresenceClient(url(server), "room", "sender", seats=0)
+        await sender.connect()
+        await sender.wait_channels()
+        try:
+            sender.send_ctrl({"type": "stats", "e2e_ms": 120.5})
+            sender.send_ctrl({"type": "stats", "e2e_ms": 80, "estimated": True})
+            for bad in ('"fast"', "-1", "1e9", "NaN", "true"):
+                sender.send_ctrl('{"type": "stats", "e2e_ms": ' + bad + "}")
+            await _until(lambda: len(sender.stats.ctrl_errors) == 5)
+            assert all("'e2e_ms' must be" in error for error in sender.stats.ctrl_errors)
+            measured = metrics.histogram("client_e2e_ms")
+            estimated = metrics.histogram("client_e2e_estimate_ms")
+            assert measured is not None and (measured.count, measured.total) == (1, 120.5)
+            assert estimated is not None and (estimated.count, estimated.total) == (1, 80)
+            text = metrics.render()
+            assert 'telepresence_client_e2e_ms_bucket{le="200"} 1' in text
+        finally:
+            await sender.close()

@@ -27,6 +27,7 @@ export class Session {
     this.sentAt = new Map(); // seq -> send time (ms), for the latency estimate
     this.renderLatencyMs = null;
     this.renderLevel = null; // the server's render level (ctrl stats: resolution, fps cap)
+    this.ownLatencyMs = null; // the estimated latency of this sender's own avatar
     this.waiting = []; // ctrl requests waiting for their reply: { matches, resolve, reject, timer }
     this.previous = new Map();
   }
@@ -246,6 +247,20 @@ export class Session {
     return true;
   }
 
+  // How long the frame the server shows now took from this page to its render: between the
+  // age of the next frame sent (not shown yet) and its own age. Null when nothing was sent
+  // after it (paused, or no face): then the age says nothing about latency.
+  renderLatency(renderedSeq) {
+    const sent = renderedSeq != null ? this.sentAt.get(renderedSeq) : undefined;
+    let next;
+    for (const [seq, at] of this.sentAt) {
+      if (seq > renderedSeq && (next === undefined || at < next)) next = at;
+    }
+    if (sent === undefined || next === undefined) return null;
+    const now = performance.now();
+    return (now - sent + (now - next)) / 2;
+  }
+
   onCtrl(text) {
     let message;
     try {
@@ -267,8 +282,7 @@ export class Session {
       showSeats(message.seats);
     } else if (message.type === "stats") {
       this.renderLevel = message.render ?? null;
-      const sent = message.rendered_seq != null ? this.sentAt.get(message.rendered_seq) : undefined;
-      if (sent !== undefined) this.renderLatencyMs = performance.now() - sent;
+      this.renderLatencyMs = this.renderLatency(message.rendered_seq) ?? this.renderLatencyMs;
     } else if (message.type === "error") {
       if (message.kind !== "rate") showError(`Server: ${message.error}`);
     } else if (message.type === "avatar") {
@@ -281,7 +295,10 @@ export class Session {
   async pollStats() {
     const pc = this.sfu ? this.sfu.pc : this.pc;
     if (!pc) return;
-    this.sendCtrl({ type: "stats" }); // rendered seq (senders) and the server's render level
+    // rendered seq (senders) and the server's render level; a sender reports its own avatar's
+    // latency estimate of the last poll (the server's /metrics: client_e2e_estimate_ms)
+    const own = this.ownLatencyMs != null ? { e2e_ms: Math.round(this.ownLatencyMs), estimated: true } : {};
+    this.sendCtrl({ type: "stats", ...own });
     const report = await pc.getStats();
     let rttMs = null;
     report.forEach((s) => {
@@ -316,6 +333,7 @@ export class Session {
           : 0;
       // (the server renders each frame on arrival and sends it at once: no pacing wait)
       const latencyMs = upstream + oneWay + jitterMs + decodeMs;
+      if (seat.participant === status.participant && this.renderLatencyMs != null) this.ownLatencyMs = latencyMs;
       const level = this.renderLevel;
       const reduced = level && level.level > 0;
       const values = {
