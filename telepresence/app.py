@@ -351,6 +351,7 @@ def create_app(config: ServerConfig, avatars: AvatarRegistry | None = None) -> w
     metrics_registry = Metrics()
     refusals = RefusalLog(metrics_registry)
     app = web.Application(client_max_size=MAX_OFFER_BYTES, middlewares=[refusals.middleware])
+    refusals.quiet_client_faults(app)
     rooms = RoomRegistry(config.limits)
     app[CONFIG] = config
     app[AVATARS] = avatars

@@ -23,6 +23,8 @@ from typing import TypeVar
 
 import av
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from telepresence.auth import token_room
 from telepresence.jobs import NAME_PATTERN, Job, JobLimits, JobRefused, JobRunner, avatar_id_for
@@ -214,6 +216,12 @@ class CreationApi:
         except TimeoutError:
             raise JobRefused(
                 408, f"the upload stalled (nothing for {self.limits.upload_idle_seconds:g} s)"
+            ) from None
+        except (ValueError, HttpProcessingError, RequestPayloadError) as error:
+            lines = str(getattr(error, "message", "") or error).strip().splitlines()
+            why = lines[0][:100] if lines else type(error).__name__
+            raise JobRefused(
+                400, f"the upload is not a readable multipart/form-data body ({why})"
             ) from None
 
     def _too_large(self) -> str:

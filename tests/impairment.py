@@ -142,13 +142,17 @@ class UdpImpairment:
         due = way.due(now, self.outage_until)
         if due is None or port is None or port.transport is None:
             return
-        transport = port.transport
-        asyncio.get_running_loop().call_later(due - now, transport.sendto, data, to)
+        asyncio.get_running_loop().call_later(due - now, _deliver, port.transport, data, to)
 
     def close(self) -> None:
         for port in (self._client_side, self._server_side):
             if port is not None and port.transport is not None:
                 port.transport.close()
+
+
+def _deliver(transport: asyncio.DatagramTransport, data: bytes, to: tuple[str, int]) -> None:
+    if not transport.is_closing():  # the relay may be closed while packets are held
+        transport.sendto(data, to)
 
 
 def rewrite_candidates(sdp: str, port: int) -> str:
