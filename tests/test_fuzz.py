@@ -156,7 +156,7 @@ def _assert_no_faults(served: _Served) -> None:
 
 
 @RANDOM_IN_SERVER_THREAD
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(request=requests(), query=st.dictionaries(st.sampled_from(["room", "role", "token"]), TEXT))
 def test_the_http_api_never_answers_5xx(
     served: _Served, request: tuple[str, str, dict[str, str], bytes | None], query: dict
@@ -213,7 +213,7 @@ def peers(served: _Served) -> Iterator[list[TelepresenceClient]]:
 
 
 @RANDOM_IN_SERVER_THREAD
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(channel=st.sampled_from(["ctrl", "expr"]), who=st.integers(0, 1), data=st.data())
 def test_the_ctrl_and_expr_channels_survive_any_message(
     served: _Served, peers: list[TelepresenceClient], channel: str, who: int, data: st.DataObject

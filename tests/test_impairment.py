@@ -55,7 +55,7 @@ async def test_at_5_percent_loss_a_session_holds_its_rate_and_its_latency_settle
     served_as_deployed: None,
 ) -> None:
     async with running_server(stamp_frames=True, resolution=128) as server:
-        clean = await impaired_session(url(server), Impairment(), 10.0, DIM)
+        clean = await impaired_session(url(server), Impairment(), 6.0, DIM)
         lossy = await impaired_session(url(server), LOSSY, 60.0, DIM)
     dropped = lossy.relay_counts["up_dropped"] + lossy.relay_counts["down_dropped"]
     assert dropped > 0.03 * sum(lossy.relay_counts.values())  # the relay really dropped 5 %
@@ -78,9 +78,9 @@ async def test_a_session_comes_back_by_itself_after_a_5_s_outage(
 ) -> None:
     async with running_server(stamp_frames=True, resolution=128) as server:
         report = await impaired_session(
-            url(server), Impairment(delay_ms=20), 24.0, DIM, outage=(4.0, 5.0)
+            url(server), Impairment(delay_ms=20), 18.0, DIM, outage=(3.0, 5.0)
         )
     print(report.summary())
     assert report.reconnects == 1
     assert report.recovery_s is not None and report.recovery_s < 6.0
-    assert report.avatar_fps_between(17.0, 23.0) >= 25.0  # the session's own rate again
+    assert report.avatar_fps_between(12.0, 17.0) >= 25.0  # the session's own rate again
