@@ -43,13 +43,11 @@ class MarkerJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
         super().__init__(capacity, prefetch, is_video)
         self.ready: list[JitterFrame] = []
-        self.holes_skipped = 0
         self._hole_since: float | None = None
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli, frame = super().add(packet)
         if frame is None and self._hole_expired():
-            self.holes_skipped += 1
             pli, frame = True, self._remove_frame(packet.sequence_number)
         if frame is not None:
             self._hole_since = None
