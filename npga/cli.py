@@ -6,9 +6,7 @@ import argparse
 import functools
 import json
 import math
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from npga.cli_args import (
     device_arg,
     fractions_arg,
     load_avatar,
+    make_interruptible,
     positive_float,
     positive_int,
     show_defaults,
@@ -366,11 +365,7 @@ def _command_modules() -> list[Callable[[Any], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Ctrl-C (SIGINT) interrupts even where the parent left it ignored (a shell's background
-    # job, a server started with `&`): long jobs checkpoint on it, and the server's job runner
-    # stops `npga create` with it (telepresence/jobs.py).
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    make_interruptible()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

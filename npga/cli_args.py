@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -14,6 +16,17 @@ from npga.render import resolve_device
 
 class CliError(Exception):
     """A user error: printed as one line, exit status 2."""
+
+
+def make_interruptible() -> None:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt even where the parent left it ignored (a
+    shell's background job) or blocked (some CI runners and container init processes; a
+    child inherits the signal mask): long jobs checkpoint on it, and a server's job runner
+    stops ``npga create`` with it (telepresence/jobs.py). Only from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def check_output_file(path: Path | None) -> None:

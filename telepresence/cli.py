@@ -23,7 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from npga.cli_args import CliError, check_output_file, detail_arg, non_negative_int, show_defaults
+from npga.cli_args import (
+    CliError,
+    check_output_file,
+    detail_arg,
+    make_interruptible,
+    non_negative_int,
+    show_defaults,
+)
 from npga.codes import ExpressionFrame
 from npga.framing import FRAMINGS
 from npga.recording import RecordingError, load_recording
@@ -628,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    make_interruptible()  # Ctrl-C stops a server even where the parent blocked or ignored it
     args = build_parser().parse_args(argv)
     try:
         args.run(args)

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -221,7 +221,8 @@ class JobRunner:
             "--quality", self.recipe.quality, "--progress-json", str(progress),
             *self.recipe.extra_args,
         ]  # fmt: skip
-        if (work / "settings.json").is_file():
+        resumed = (work / "settings.json").is_file()
+        if resumed:
             command.append("--resume")  # a job started before: continue from its checkpoints
         threads = str(self.limits.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
@@ -231,6 +232,7 @@ class JobRunner:
         self.store.save(job)
         self._running = job.id
         with open(folder / "log.txt", "ab") as log:
+            _log_line(log, f"attempt {job.attempts}: " + ("resuming" if resumed else "starting"))
             self._process = await asyncio.create_subprocess_exec(
                 *_low_priority(self.limits.nice), *command,
                 stdout=log, stderr=log, env=env, process_group=0,
@@ -243,7 +245,7 @@ class JobRunner:
                     except TimeoutError:
                         self._follow(job, progress)
             except asyncio.CancelledError:  # the server stops: the job resumes next start
-                await self._interrupt(self._process)
+                await self._interrupt(self._process, log)
                 raise
             finally:
                 self._running = None
@@ -268,19 +270,23 @@ class JobRunner:
         self.store.save(job)
         shutil.rmtree(work, ignore_errors=True)  # checkpoints are not needed any more
 
-    async def _interrupt(self, process: asyncio.subprocess.Process) -> None:
+    async def _interrupt(self, process: asyncio.subprocess.Process, log: BinaryIO) -> None:
         """Ctrl-C for the job (npga create checkpoints its training and exits), then a kill if
-        it has not stopped within ``STOP_SECONDS``."""
-        # Out of the idle class first where allowed (root, or a permissive RLIMIT_NICE): a job
-        # that only gets idle CPU time could miss STOP_SECONDS on a busy machine and lose
-        # the training since its last checkpoint.
-        with contextlib.suppress(OSError, AttributeError):
-            os.sched_setscheduler(process.pid, os.SCHED_OTHER, os.sched_param(0))
+        it has not stopped within ``STOP_SECONDS``; what happened goes into the job's log."""
+        # Out of the idle class first where allowed (root, or a permissive RLIMIT_NICE), every
+        # thread of it (the class is per thread, and torch's workers inherited it): a job that
+        # only gets idle CPU time could miss STOP_SECONDS on a busy machine and lose the
+        # training since its last checkpoint.
+        for thread in _threads(process.pid):
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+        _log_line(log, "the server stops: interrupting the job (it saves a checkpoint)")
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
         try:
             await asyncio.wait_for(process.wait(), STOP_SECONDS)
         except TimeoutError:
+            _log_line(log, f"the job did not stop within {STOP_SECONDS:.0f} s: killed")
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
@@ -295,6 +301,20 @@ class JobRunner:
         eta = state.get("eta_s")
         job.eta_s = float(eta) if isinstance(eta, int | float) else None
         self.store.save(job)
+
+
+def _threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (Linux ``/proc``; just ``pid`` elsewhere)."""
+    try:
+        return [int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()]
+    except (OSError, ValueError):
+        return [pid]
+
+
+def _log_line(log: BinaryIO, text: str) -> None:
+    """A line of the server's own in a job's log (between the job's output)."""
+    log.write(f"telepresence: {text}\n".encode())
+    log.flush()
 
 
 def _last_line(log: Path) -> str:

@@ -254,3 +254,25 @@ def test_every_option_has_help_and_shows_its_default(
             if action.option_strings and "-h" not in action.option_strings:
                 assert action.help, f"{name} {action.option_strings[0]} has no help text"
     assert "(default: " in parsers[command].format_help()
+
+
+def test_ctrl_c_interrupts_where_the_parent_blocked_and_ignored_it() -> None:
+    """A job started by a server whose runner blocks SIGINT (some CI runners do, and children
+    inherit the mask) must still checkpoint and stop on the server's Ctrl-C."""
+    child = (
+        "import os, signal, time\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from npga.cli_args import make_interruptible\n"
+        "make_interruptible()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted"

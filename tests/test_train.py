@@ -23,6 +23,7 @@ from npga.tracking.capture import CaptureTracking, detect_landmarks, track_captu
 from npga.tracking.expression import ExpressionBasis
 from npga.tracking.template import load_default_template
 from npga.train import DensifyStrategy, TrainConfig, Trainer
+from npga.train.checkpoint import has_checkpoint
 
 RESOLUTION = 128
 EXPRESSION_DIM = 8
@@ -117,6 +118,18 @@ def test_resume_matches_an_uninterrupted_run(
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_wall_time_interval_checkpoints_between_step_intervals(
+    capture: Path, tracking: CaptureTracking, tmp_path: Path
+) -> None:
+    dataset = CaptureDataset(capture)
+    config = replace(small_config(3), checkpoint_every=1000)
+    Trainer(config, dataset, tracking, tmp_path / "steps").run()
+    assert not has_checkpoint(tmp_path / "steps")  # no step interval reached
+    Trainer(config, dataset, tracking, tmp_path / "timed").run(checkpoint_seconds=0.0)
+    resumed = Trainer(config, dataset, tracking, tmp_path / "timed", resume=True)
+    assert resumed.step == 3  # a checkpoint after every step: the last one is the third
 
 
 def test_resume_refuses_other_settings(

@@ -61,6 +61,9 @@ START_FILE = "held_out_at_start.json"  # in the training run: the untrained avat
 BUNDLE_FILES = ("avatar.safetensors", "avatar.json", REFINED_TRACKING_FILE, BASIS_FILE)
 MIN_SECONDS = 3.0  # a clip shorter than this cannot show the head from enough sides
 MIN_FACE_FRAMES = 45  # frames of the kept person that pass the checks
+# Training also checkpoints this often (wall time): a run killed outright (out of memory, a
+# server that could not stop it in time) loses at most this much of its training.
+CHECKPOINT_SECONDS = 60.0
 
 
 class CreateError(ValueError):
@@ -306,7 +309,7 @@ def _train(
         update(stats.step, f"PSNR {stats.psnr:5.2f}  N {stats.num_gaussians}  {rate:.1f} it/s")
 
     try:
-        trainer.run(show)
+        trainer.run(show, checkpoint_seconds=CHECKPOINT_SECONDS)
     except KeyboardInterrupt:
         raise CreateError(
             f"interrupted at training step {trainer.step}; continue with --resume"

@@ -230,12 +230,18 @@ class Trainer:
             self.out, self._modules(), self._optimizers(), self.state, self.config.to_dict()
         )
 
-    def run(self, on_step: Callable[[StepStats], None] | None = None) -> float:
-        """Train up to ``config.iterations``; checkpoints periodically and when interrupted.
+    def run(
+        self,
+        on_step: Callable[[StepStats], None] | None = None,
+        checkpoint_seconds: float | None = None,
+    ) -> float:
+        """Train up to ``config.iterations``; checkpoints every ``config.checkpoint_every``
+        steps, also every ``checkpoint_seconds`` of wall time if given (a process killed
+        outright loses at most that much), and when interrupted.
 
         Returns the seconds spent in this call.
         """
-        start = last = time.perf_counter()
+        start = last = saved = time.perf_counter()
         try:
             while self.state.step < self.config.iterations:
                 stats = self.train_step()
@@ -245,8 +251,11 @@ class Trainer:
                     )
                 if on_step is not None:
                     on_step(stats)
-                if stats.step % self.config.checkpoint_every == 0:
-                    last = self._account(last)
+                overdue = checkpoint_seconds is not None and (
+                    time.perf_counter() - saved >= checkpoint_seconds
+                )
+                if stats.step % self.config.checkpoint_every == 0 or overdue:
+                    last = saved = self._account(last)
                     self.save_checkpoint()
         except KeyboardInterrupt:
             self._account(last)
